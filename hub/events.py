@@ -1,0 +1,215 @@
+"""The event model: what flows from drivers through checks into the store and up to the council.
+
+Quantities and units are one closed vocabulary so a typo is a type error, not a silent new
+series on the council's side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+JSONValue = Any  # what json.dumps accepts; evidence and details are free-form but serialisable
+
+
+class Unit(StrEnum):
+    CELSIUS = "°C"
+    PERCENT = "%"
+    PPM = "ppm"
+    MICROGRAMS_PER_M3 = "µg/m³"
+    HECTOPASCAL = "hPa"
+    LUX = "lx"
+    VOLT = "V"
+    DBM = "dBm"
+    STATE = "state"  # 0/1 binary states: see Quantity for what 1 means
+
+
+class Quantity(StrEnum):
+    """What a reading measures. Binary quantities use 1 for the "active" state named here."""
+
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
+    CO2 = "co2"
+    PM25 = "pm25"
+    PRESSURE = "pressure"  # atmospheric pressure, not a pressure mat (that is OCCUPANCY)
+    ILLUMINANCE = "illuminance"
+    MOTION = "motion"  # 1 = movement detected
+    CONTACT = "contact"  # 1 = open (door or window)
+    BUTTON = "button"  # 1 = pressed (pull cord, panic button)
+    OCCUPANCY = "occupancy"  # 1 = someone on the bed or chair pressure mat
+    LEAK = "leak"  # 1 = water detected
+    BATTERY = "battery"
+    VOLTAGE = "voltage"
+    RSSI = "rssi"
+
+    @property
+    def unit(self) -> Unit:
+        return QUANTITY_UNITS[self]
+
+    @property
+    def is_binary(self) -> bool:
+        return QUANTITY_UNITS[self] is Unit.STATE
+
+
+QUANTITY_UNITS: Mapping[Quantity, Unit] = {
+    Quantity.TEMPERATURE: Unit.CELSIUS,
+    Quantity.HUMIDITY: Unit.PERCENT,
+    Quantity.CO2: Unit.PPM,
+    Quantity.PM25: Unit.MICROGRAMS_PER_M3,
+    Quantity.PRESSURE: Unit.HECTOPASCAL,
+    Quantity.ILLUMINANCE: Unit.LUX,
+    Quantity.MOTION: Unit.STATE,
+    Quantity.CONTACT: Unit.STATE,
+    Quantity.BUTTON: Unit.STATE,
+    Quantity.OCCUPANCY: Unit.STATE,
+    Quantity.LEAK: Unit.STATE,
+    Quantity.BATTERY: Unit.PERCENT,
+    Quantity.VOLTAGE: Unit.VOLT,
+    Quantity.RSSI: Unit.DBM,
+}
+
+
+class Priority(IntEnum):
+    """Upload order: higher goes first. Alerts must overtake any backlog of readings."""
+
+    ROUTINE = 0
+    SYSTEM = 1
+    ALERT = 2
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    URGENT = "urgent"
+
+
+class AlertState(StrEnum):
+    RAISED = "raised"
+    ACTIVE = "active"  # an update while still open (escalation, fresh evidence)
+    CLEARED = "cleared"
+
+
+class SystemKind(StrEnum):
+    """Events the hub itself records about its own health and its buffer."""
+
+    GAP = "gap"  # routine readings dropped to stay within the storage quota
+    STORE_RECOVERED = "store_recovered"  # a damaged buffer was moved aside and a new one begun
+    HUB_STARTED = "hub_started"
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When something happened, as well as a clock-less Pi can know it.
+
+    `wall_time` is Unix seconds from the wall clock, which may be wrong until NTP has synced
+    (`clock_synced`). `monotonic` is seconds on the boot's monotonic clock: never jumps, but
+    only comparable within one boot. Ordering always uses the store's sequence, not either.
+    """
+
+    wall_time: float
+    clock_synced: bool
+    monotonic: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    sensor_id: str
+    quantity: Quantity
+    value: float
+    stamp: Stamp
+
+    @property
+    def unit(self) -> Unit:
+        return self.quantity.unit
+
+    @property
+    def priority(self) -> Priority:
+        return Priority.ROUTINE
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One step in an alert's lifecycle (raised, active, cleared) for one condition.
+
+    A condition is identified by (check, room, sensor_id); `start` and `end` are wall-clock
+    times of the condition itself, `stamp` is when this lifecycle event was emitted.
+    """
+
+    check: str
+    severity: Severity
+    state: AlertState
+    room: str
+    sensor_id: str | None
+    start: float
+    end: float | None
+    evidence: Mapping[str, JSONValue]
+    stamp: Stamp
+
+    @property
+    def priority(self) -> Priority:
+        return Priority.ALERT
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.check, self.room, self.sensor_id or "")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemEvent:
+    kind: SystemKind
+    details: Mapping[str, JSONValue]
+    stamp: Stamp
+
+    @property
+    def priority(self) -> Priority:
+        return Priority.SYSTEM
+
+
+Event = Reading | Alert | SystemEvent
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the store holds it: with its sequence number, the order that counts."""
+
+    seq: int
+    event: Event
+    synced: bool = field(default=False)
+
+    def to_record(self) -> dict[str, JSONValue]:
+        """A flat JSON-ready dict: the shape used by exports and the wire."""
+        return {"seq": self.seq, **event_to_record(self.event)}
+
+
+def event_to_record(event: Event) -> dict[str, JSONValue]:
+    stamp = event.stamp
+    base: dict[str, JSONValue] = {
+        "wall_time": stamp.wall_time,
+        "clock_synced": stamp.clock_synced,
+        "monotonic": stamp.monotonic,
+    }
+    if isinstance(event, Reading):
+        return {
+            "kind": "reading",
+            **base,
+            "sensor_id": event.sensor_id,
+            "quantity": event.quantity.value,
+            "value": event.value,
+            "unit": event.unit.value,
+        }
+    if isinstance(event, Alert):
+        return {
+            "kind": "alert",
+            **base,
+            "check": event.check,
+            "severity": event.severity.value,
+            "state": event.state.value,
+            "room": event.room,
+            "sensor_id": event.sensor_id,
+            "start": event.start,
+            "end": event.end,
+            "evidence": dict(event.evidence),
+        }
+    return {"kind": "system", **base, "system": event.kind.value, "details": dict(event.details)}

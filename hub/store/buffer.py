@@ -1,0 +1,329 @@
+"""The hub's durable buffer: one SQLite file in WAL mode, written through sqlite-utils.
+
+What "committed" means here: `Store.commit()` returns only after SQLite has committed the
+transaction with `synchronous=FULL`, i.e. the WAL frames are fsynced. A committed event
+survives a crash, a kill -9 and a power cut (as far as the SD card honours fsync). Events
+still waiting in the group committer's memory (at most about one commit interval of routine
+readings; never an alert) are what a power cut can cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from hub.clock import Clock, SystemClock
+from hub.events import (
+    Alert,
+    Event,
+    Priority,
+    StoredEvent,
+    SystemEvent,
+    SystemKind,
+)
+from hub.store import quota, schema
+from hub.store.recovery import Recovery, SequenceReservation, find_problem, move_aside
+from hub.store.rows import INSERT, SELECT, event_from_row, row_for
+
+log = logging.getLogger(__name__)
+
+_WAL_SIZE_LIMIT = 4 * 1024 * 1024
+
+
+class StoreWriteError(Exception):
+    """A commit failed (disk full, I/O error); nothing of that transaction was written."""
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    quota_bytes: int = 512 * 1024 * 1024
+    retention_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    path: str
+    queue_depth: dict[str, int]
+    oldest_unsynced: dict[str, Any] | None
+    last_sync_at: float | None
+    file_bytes: int
+    used_bytes: int
+    quota_bytes: int | None
+    total_events: int
+    last_seq: int
+    open_alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class Store:
+    """The buffer. Thread-safe: one connection behind a lock, since SQLite allows one writer."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        limits: StoreLimits,
+        clock: Clock,
+        reservation: SequenceReservation,
+    ) -> None:
+        self._conn = conn
+        self._db = Database(conn)
+        self.path = path
+        self.limits = limits
+        self.clock = clock
+        self._reservation = reservation
+        self._lock = threading.RLock()
+        self._next_seq = self._load_next_seq()
+        self.recovery: Recovery | None = None
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        limits: StoreLimits | None = None,
+        clock: Clock | None = None,
+    ) -> Store:
+        """Open (creating or migrating) the buffer; a damaged file is moved aside, not fatal."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        problem = find_problem(path)
+        recovery = move_aside(path, problem) if problem else None
+        conn = _connect(path)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # effective only on a new file
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
+        applied = schema.apply(Database(conn))
+        if applied:
+            log.info("buffer %s: applied schema migrations %s", path, ", ".join(applied))
+        store = cls(
+            conn, path, limits or StoreLimits(), clock or SystemClock(), SequenceReservation(path)
+        )
+        if recovery is not None:
+            store._start_after_recovery(recovery)
+        return store
+
+    def _load_next_seq(self) -> int:
+        row = self._conn.execute("SELECT max(seq) FROM events").fetchone()
+        floor = self._conn.execute("SELECT value FROM meta WHERE key = 'seq_floor'").fetchone()
+        highest = max(row[0] or 0, int(floor[0]) if floor else 0)
+        if highest == 0:
+            # A brand-new buffer: continue above anything an earlier buffer may have used.
+            highest = self._reservation.reserved_upto
+        return highest + 1
+
+    def _start_after_recovery(self, recovery: Recovery) -> None:
+        self.recovery = recovery
+        floor = max(recovery.salvaged_max_seq or 0, self._reservation.reserved_upto)
+        self._next_seq = max(self._next_seq, floor + 1)
+        details = {
+            "moved_to": recovery.moved_to,
+            "problem": recovery.problem,
+            "salvaged_max_seq": recovery.salvaged_max_seq,
+            "resumed_at_seq": self._next_seq,
+        }
+        self.commit([SystemEvent(SystemKind.STORE_RECOVERED, details, self.clock.stamp())])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def commit(self, events: Sequence[Event]) -> list[int]:
+        """Write `events` in one durable transaction and return their sequence numbers."""
+        if not events:
+            return []
+        with self._lock:
+            first = self._next_seq
+            seqs = list(range(first, first + len(events)))
+            self._reservation.ensure(seqs[-1])
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(INSERT, map(row_for, seqs, events))
+                alerts = [(s, e) for s, e in zip(seqs, events, strict=True) if isinstance(e, Alert)]
+                if alerts:
+                    self._update_alert_state(alerts)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreWriteError(f"could not commit {len(events)} events: {exc}") from exc
+            self._next_seq = seqs[-1] + 1
+            return seqs
+
+    def _update_alert_state(self, alerts: Iterable[tuple[int, Alert]]) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO alert_state VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (a.check, a.room, a.sensor_id or "", a.severity.value, a.state.value, a.start, s)
+                for s, a in alerts
+            ],
+        )
+
+    def _rollback(self) -> None:
+        # No transaction may be open any more: SQLite rolls back by itself on some errors.
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("ROLLBACK")
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    def next_batch(self, limit: int = 500) -> list[StoredEvent]:
+        """The next unsynced events to upload: alerts first, then system events, then readings;
+        oldest first within a priority."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"{SELECT} WHERE synced = 0 ORDER BY priority DESC, seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [event_from_row(r) for r in rows]
+
+    def mark_synced(self, seqs: Iterable[int]) -> int:
+        """Record that the council acknowledged these events; returns how many were new."""
+        seq_list = list(seqs)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                changed = 0
+                for i in range(0, len(seq_list), 500):
+                    chunk = seq_list[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    cur = self._conn.execute(
+                        f"UPDATE events SET synced = 1 WHERE synced = 0 AND seq IN ({marks})", chunk
+                    )
+                    changed += cur.rowcount
+                self._set_meta("last_sync_at", str(self.clock.wall()))
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreWriteError(
+                    f"could not mark {len(seq_list)} events synced: {exc}"
+                ) from exc
+        return changed
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- limits --------------------------------------------------------------------------
+
+    def enforce_limits(self) -> quota.PruneReport:
+        """Apply retention and quota now (the group committer calls this after commits)."""
+        with self._lock:
+            if self._next_seq > self._reservation.reserved_upto:
+                self._reservation.ensure(self._next_seq)  # the gap event may need it
+            report = quota.enforce(
+                self._conn,
+                quota_bytes=self.limits.quota_bytes,
+                retention_cutoff=self.clock.wall() - self.limits.retention_days * 86400,
+                last_seq=self._next_seq - 1,
+                gap_stamp=self.clock.stamp(),
+            )
+            if report.gap_seq is not None:
+                self._next_seq = report.gap_seq + 1
+                log.warning(
+                    "buffer over quota: dropped %d unsynced readings (gap event %d)",
+                    report.gap.count,
+                    report.gap_seq,
+                )
+        return report
+
+    def used_bytes(self) -> int:
+        with self._lock:
+            return quota.used_bytes(self._conn)
+
+    # -- reading back --------------------------------------------------------------------
+
+    def events(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Events in store order after `after_seq`: for exports, replays and tests."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"{SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+            ).fetchall()
+        return [event_from_row(r) for r in rows]
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    def status(self) -> StoreStatus:
+        with self._lock:
+            return read_status(self._conn, self.path, self.limits.quota_bytes)
+
+
+def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -> StoreStatus:
+    """Status of a buffer from any connection, so `hearth status` can read it read-only."""
+    depth = {p.name.lower(): 0 for p in sorted(Priority, reverse=True)}
+    for priority, count in conn.execute(
+        "SELECT priority, count(*) FROM events WHERE synced = 0 GROUP BY priority"
+    ):
+        depth[Priority(priority).name.lower()] = count
+    oldest = conn.execute(
+        "SELECT seq, kind, wall_time, clock_synced FROM events WHERE synced = 0"
+        " ORDER BY seq LIMIT 1"
+    ).fetchone()
+    last_sync = conn.execute("SELECT value FROM meta WHERE key = 'last_sync_at'").fetchone()
+    total, last_seq = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
+    open_alerts = [
+        {
+            "check": c,
+            "room": r,
+            "sensor_id": s or None,
+            "severity": sev,
+            "state": st,
+            "since": since,
+            "seq": seq,
+        }
+        for c, r, s, sev, st, since, seq in conn.execute(
+            "SELECT check_name, room, sensor_id, severity, state, since, seq FROM alert_state"
+            " WHERE state != 'cleared' ORDER BY seq"
+        )
+    ]
+    files = [path, path.with_name(path.name + "-wal")]
+    return StoreStatus(
+        path=str(path),
+        queue_depth=depth,
+        oldest_unsynced=(
+            {
+                "seq": oldest[0],
+                "kind": oldest[1],
+                "wall_time": oldest[2],
+                "clock_synced": bool(oldest[3]),
+            }
+            if oldest
+            else None
+        ),
+        last_sync_at=float(last_sync[0]) if last_sync else None,
+        file_bytes=sum(f.stat().st_size for f in files if f.exists()),
+        used_bytes=quota.used_bytes(conn),
+        quota_bytes=quota_bytes,
+        total_events=total,
+        last_seq=last_seq,
+        open_alerts=open_alerts,
+    )
+
+
+def inspect(path: Path) -> StoreStatus:
+    """Status of a buffer on disk without changing it (no migration, no recovery)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no buffer at {path}: has the hub run yet?")
+    conn = _connect(path, readonly=True)
+    try:
+        return read_status(conn, path, None)
+    finally:
+        conn.close()

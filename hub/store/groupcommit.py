@@ -1,0 +1,167 @@
+"""Group commit: routine readings wait in memory for at most one interval, then go to the SD
+card together in one transaction, one fsync. Alerts and system events do not wait.
+
+This is the whole trade-off in one place. A commit per reading would cost an fsync and
+several page writes each time (SD wear); an unbounded buffer would cost unbounded loss on a
+power cut. The bound is `max_latency_s` (about 1 s by default): a power cut costs at most the
+routine readings of the last interval, never an alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hub.events import Event, Priority, Reading, SystemEvent, SystemKind
+from hub.store.buffer import Store, StoreWriteError
+
+log = logging.getLogger(__name__)
+
+CommitListener = Callable[[Sequence[int]], None]
+
+
+@dataclass
+class CommitStats:
+    commits: int = 0
+    events: int = 0
+    failures: int = 0
+    dropped_in_memory: int = 0  # routine readings dropped while the disk refused writes
+    last_error: str | None = None
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_latency_s: float = 1.0,
+        max_batch: int = 5000,
+        max_pending: int = 100_000,
+        on_commit: CommitListener | None = None,
+    ) -> None:
+        self.store = store
+        self.max_latency_s = max_latency_s
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.on_commit = on_commit
+        self.stats = CommitStats()
+        self._pending: list[Event] = []
+        self._first_pending_at: float | None = None
+        self._cond = threading.Condition()
+        self._commit_lock = threading.Lock()  # one flush at a time, in queue order
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    # -- producers -----------------------------------------------------------------------
+
+    def add(self, event: Event) -> None:
+        """Queue an event. Routine readings wait for the group commit; anything more
+        important is committed before this returns (with everything queued before it)."""
+        with self._cond:
+            if not self._pending:
+                self._first_pending_at = time.monotonic()
+                self._cond.notify()
+            self._pending.append(event)
+            if event.priority == Priority.ROUTINE and len(self._pending) < self.max_batch:
+                return
+        self.flush()
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    # -- committing ----------------------------------------------------------------------
+
+    def flush(self) -> list[int]:
+        """Commit everything queued now; returns the sequence numbers committed."""
+        with self._commit_lock:
+            with self._cond:
+                batch, self._pending = self._pending, []
+                self._first_pending_at = None
+            if not batch and not self.stats.dropped_in_memory:
+                return []
+            gap = self._memory_gap_event()
+            try:
+                seqs = self.store.commit([gap, *batch] if gap else batch)
+            except StoreWriteError as exc:
+                self._requeue(batch, exc)
+                raise
+            self.stats.commits += 1
+            self.stats.events += len(seqs)
+            self.stats.dropped_in_memory = 0
+            self.stats.last_error = None
+            try:
+                self.store.enforce_limits()
+            except Exception:
+                log.exception("pruning the buffer failed; will try again after the next commit")
+        if self.on_commit is not None:
+            self.on_commit(seqs)
+        return seqs
+
+    def _memory_gap_event(self) -> SystemEvent | None:
+        if not self.stats.dropped_in_memory:
+            return None
+        details = {
+            "reason": "buffer could not be written",
+            "dropped_readings": self.stats.dropped_in_memory,
+            "last_error": self.stats.last_error,
+        }
+        return SystemEvent(SystemKind.GAP, details, self.store.clock.stamp())
+
+    def _requeue(self, batch: list[Event], exc: Exception) -> None:
+        """Keep what failed for the next attempt, within a memory bound that spares alerts."""
+        self.stats.failures += 1
+        self.stats.last_error = str(exc)
+        log.error("group commit failed, will retry: %s", exc)
+        with self._cond:
+            merged = batch + self._pending
+            overflow = len(merged) - self.max_pending
+            if overflow > 0:
+                kept: list[Event] = []
+                for event in merged:
+                    if overflow > 0 and isinstance(event, Reading):
+                        overflow -= 1
+                        self.stats.dropped_in_memory += 1
+                    else:
+                        kept.append(event)
+                merged = kept
+            self._pending = merged
+            if self._first_pending_at is None:
+                self._first_pending_at = time.monotonic()
+
+    # -- the background flusher ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closing:
+                    return
+                if self._first_pending_at is None:
+                    self._cond.wait()
+                    continue
+                delay = self._first_pending_at + self.max_latency_s - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+            try:
+                self.flush()
+            except StoreWriteError:
+                with self._cond:  # back off one interval before retrying a refusing disk
+                    self._cond.wait_for(lambda: self._closing, timeout=self.max_latency_s)
+
+    def close(self) -> None:
+        """Stop the flusher and commit what is queued (a clean shutdown loses nothing)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()

@@ -1,0 +1,111 @@
+"""How events map to rows of the `events` table and back: one place for the encoding."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from hub.events import (
+    Alert,
+    AlertState,
+    Event,
+    Priority,
+    Quantity,
+    Reading,
+    Severity,
+    Stamp,
+    StoredEvent,
+    SystemEvent,
+    SystemKind,
+)
+
+INSERT = (
+    "INSERT INTO events (seq, kind, priority, wall_time, clock_synced, monotonic,"
+    " sensor_id, quantity, value, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT = (
+    "SELECT seq, kind, synced, wall_time, clock_synced, monotonic, sensor_id, quantity, value,"
+    " body FROM events"
+)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def row_for(seq: int, event: Event) -> tuple[Any, ...]:
+    s = event.stamp
+    if isinstance(event, Reading):
+        return (
+            seq,
+            "reading",
+            0,
+            s.wall_time,
+            s.clock_synced,
+            s.monotonic,
+            event.sensor_id,
+            event.quantity.value,
+            event.value,
+            None,
+        )
+    if isinstance(event, Alert):
+        body = {
+            "check": event.check,
+            "severity": event.severity.value,
+            "state": event.state.value,
+            "room": event.room,
+            "start": event.start,
+            "end": event.end,
+            "evidence": dict(event.evidence),
+        }
+        return (
+            seq,
+            "alert",
+            int(Priority.ALERT),
+            s.wall_time,
+            s.clock_synced,
+            s.monotonic,
+            event.sensor_id,
+            None,
+            None,
+            _json(body),
+        )
+    body = {"system": event.kind.value, "details": dict(event.details)}
+    return (
+        seq,
+        "system",
+        int(Priority.SYSTEM),
+        s.wall_time,
+        s.clock_synced,
+        s.monotonic,
+        None,
+        None,
+        None,
+        _json(body),
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> StoredEvent:
+    seq, kind, synced, wall, clock_synced, mono, sensor_id, quantity, value, body = row
+    stamp = Stamp(wall, bool(clock_synced), mono)
+    event: Event
+    if kind == "reading":
+        event = Reading(sensor_id, Quantity(quantity), value, stamp)
+    elif kind == "alert":
+        b = json.loads(body)
+        event = Alert(
+            check=b["check"],
+            severity=Severity(b["severity"]),
+            state=AlertState(b["state"]),
+            room=b["room"],
+            sensor_id=sensor_id,
+            start=b["start"],
+            end=b["end"],
+            evidence=b["evidence"],
+            stamp=stamp,
+        )
+    else:
+        b = json.loads(body)
+        event = SystemEvent(SystemKind(b["system"]), b["details"], stamp)
+    return StoredEvent(seq=seq, event=event, synced=bool(synced))

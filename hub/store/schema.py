@@ -1,0 +1,86 @@
+"""Schema versions of the hub buffer, applied with sqlite-utils' Migrations.
+
+Rules for whoever adds the next one: never edit a released migration (hubs in the field
+have already run it); a migration must keep every row, above all unsynced ones; each runs in
+one transaction, so a power cut mid-upgrade leaves the previous version intact.
+tests/fixtures/schema1_buffer.sql is a buffer made by the first release: keep it passing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATION_SET = "hearth-buffer"
+migrations = Migrations(MIGRATION_SET)
+
+
+@migrations()
+def m001_events_outbox(db: Database) -> None:
+    """Every event in one table, ordered by `seq`; `synced` + priority make it an outbox."""
+    db.execute(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            synced INTEGER NOT NULL DEFAULT 0,
+            wall_time REAL NOT NULL,
+            clock_synced INTEGER NOT NULL,
+            monotonic REAL NOT NULL,
+            sensor_id TEXT,
+            quantity TEXT,
+            value REAL,
+            body TEXT
+        )
+        """
+    )
+    # Only unsynced rows are indexed: the index stays as small as the backlog, and the
+    # uploader's "next batch by priority" and the quota's "oldest routine" are both range scans.
+    db.execute("CREATE INDEX events_outbox ON events (priority DESC, seq) WHERE synced = 0")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migrations()
+def m002_open_alerts(db: Database) -> None:
+    """Latest lifecycle step per alert condition, so status need not scan all history."""
+    db.execute(
+        """
+        CREATE TABLE alert_state (
+            check_name TEXT NOT NULL,
+            room TEXT NOT NULL,
+            sensor_id TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            state TEXT NOT NULL,
+            since REAL NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (check_name, room, sensor_id)
+        )
+        """
+    )
+    rows = db.execute(
+        "SELECT seq, sensor_id, body FROM events WHERE kind = 'alert' ORDER BY seq"
+    ).fetchall()
+    for seq, sensor_id, body in rows:
+        alert = json.loads(body)
+        db.execute(
+            "INSERT OR REPLACE INTO alert_state VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                alert["check"],
+                alert["room"],
+                sensor_id or "",
+                alert["severity"],
+                alert["state"],
+                alert["start"],
+                seq,
+            ),
+        )
+
+
+def apply(db: Database) -> list[str]:
+    """Bring the buffer to the current schema; returns the names of migrations applied."""
+    pending = [m.name for m in migrations.pending(db)]
+    migrations.apply(db)
+    return pending

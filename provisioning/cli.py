@@ -1,0 +1,179 @@
+"""`hearth`: the one command for installers, the hub service and council admins.
+
+A thin layer: each command parses its options, calls the library, and turns known failures
+into a clear message and exit code 2. Heavy imports happen inside commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hub import __version__
+from provisioning.config_cmd import config_app
+
+DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
+
+app = typer.Typer(
+    name="hearth",
+    help="Hearth: the in-home sensor hub. Run the service, check its state, set it up.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="HEARTH_CONFIG", help="The hub's config file."),
+]
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"hearth: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hearth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(config_path: Path):  # type: ignore[no-untyped-def]
+    from hub.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def run(
+    config: ConfigOption = DEFAULT_CONFIG,
+    for_: Annotated[
+        str | None,
+        typer.Option("--for", help="Stop after this long on the hub's clock, e.g. 24h."),
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Run on a simulated clock this many times faster than real time."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="With --speed: the simulated start, ISO 8601 (default: now)."),
+    ] = None,
+) -> None:
+    """Run the hub service: read the sensors and buffer everything durably."""
+    from hub.clock import Clock, SimulatedClock, SystemClock
+    from hub.durations import parse_duration
+    from hub.runtime import Hub
+
+    cfg = _load(config)
+    try:
+        duration = parse_duration(for_) if for_ else None
+        start_ts = datetime.fromisoformat(start).timestamp() if start else time.time()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if start and speed is None:
+        raise fail("--start needs --speed (a simulated clock)")
+    clock: Clock = SimulatedClock(start_ts, speed) if speed else SystemClock()
+    summary = asyncio.run(Hub(cfg, clock).run(duration))
+    typer.echo(
+        f"hub stopped: {summary.readings} readings, {summary.committed} events committed,"
+        f" last sequence {summary.last_seq}",
+        err=True,
+    )
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    when = datetime.fromtimestamp(ts, UTC).astimezone()
+    seconds = time.time() - ts
+    if seconds < 0:
+        return f"{when:%Y-%m-%d %H:%M:%S} (in the future: the clock was wrong or has jumped)"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{when:%Y-%m-%d %H:%M:%S} ({seconds / size:.0f} {unit} ago)"
+    return f"{when:%Y-%m-%d %H:%M:%S} ({seconds:.0f} s ago)"
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1024 / 1024:.1f} MB"
+
+
+@app.command()
+def status(
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """What the hub holds: queue by priority, oldest unsynced, last sync, size, open alerts."""
+    import sqlite3
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from hub.runtime import store_limits
+    from hub.store import inspect
+
+    cfg = _load(config)
+    try:
+        st = inspect(cfg.store_path)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        raise fail(f"cannot read the buffer {cfg.store_path}: {exc}") from None
+    quota = store_limits(cfg).quota_bytes
+    if as_json:
+        typer.echo(json.dumps({**asdict(st), "quota_bytes": quota}, indent=2))
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Buffer", f"{st.path}")
+    table.add_row(
+        "Size", f"{_mb(st.file_bytes)} on disk, {_mb(st.used_bytes)} used of {_mb(quota)}"
+    )
+    table.add_row("Events", f"{st.total_events} held, last sequence {st.last_seq}")
+    table.add_row("Queue", "  ".join(f"{k} {v}" for k, v in st.queue_depth.items()))
+    oldest = st.oldest_unsynced
+    table.add_row(
+        "Oldest unsynced",
+        "none"
+        if oldest is None
+        else f"#{oldest['seq']} {oldest['kind']}, {_ago(oldest['wall_time'])}",
+    )
+    table.add_row("Last sync", _ago(st.last_sync_at))
+    alerts = [
+        f"{a['severity']} {a['check']} in {a['room']} since {_ago(a['since'])}"
+        for a in st.open_alerts
+    ]
+    table.add_row("Open alerts", "\n".join(alerts) or "none")
+    Console().print(table)
+
+
+def main() -> None:
+    app()
