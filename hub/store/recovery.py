@@ -88,12 +88,10 @@ def salvage_max_seq(db_path: Path) -> int | None:
 def move_aside(db_path: Path, problem: str) -> Recovery:
     """Move the damaged file (and its WAL) out of the way, keeping a few for forensics."""
     salvaged = salvage_max_seq(db_path)
+    # Numbered, not only dated: the clock of a Pi without RTC cannot be trusted to sort them.
+    number = max((n for n, _ in _damaged_copies(db_path)), default=0) + 1
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    target = db_path.with_name(f"{db_path.name}.damaged-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = db_path.with_name(f"{db_path.name}.damaged-{stamp}-{n}")
+    target = db_path.with_name(f"{db_path.name}.damaged-{number:04d}-{stamp}")
     db_path.replace(target)
     for suffix in _SIDE_FILES:
         side = db_path.with_name(db_path.name + suffix)
@@ -104,12 +102,16 @@ def move_aside(db_path: Path, problem: str) -> Recovery:
     return Recovery(moved_to=str(target), problem=problem, salvaged_max_seq=salvaged)
 
 
+def _damaged_copies(db_path: Path) -> list[tuple[int, Path]]:
+    copies = []
+    for path in db_path.parent.glob(db_path.name + ".damaged-*"):
+        number = path.name.removeprefix(db_path.name + ".damaged-").split("-", 1)[0]
+        if number.isdigit() and not path.name.endswith(_SIDE_FILES):
+            copies.append((int(number), path))
+    return sorted(copies)
+
+
 def _delete_old_copies(db_path: Path) -> None:
-    copies = sorted(
-        p
-        for p in db_path.parent.glob(db_path.name + ".damaged-*")
-        if not p.name.endswith(_SIDE_FILES)
-    )
-    for old in copies[:-KEEP_DAMAGED_COPIES]:
+    for _, old in _damaged_copies(db_path)[:-KEEP_DAMAGED_COPIES]:
         for path in (old, *(old.with_name(old.name + s) for s in _SIDE_FILES)):
             path.unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+# Hearth: every target makes its own virtual environment on first use (python3 -m venv .venv)
+# and reinstalls when pyproject.toml changes, so a fresh machine needs only `make demo`.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO := demo-data
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The hub on the embedded defaults: a starter config with simulated sensors, one simulated
+# day (from 06:00 on a January morning) at 3600x, then what the buffer holds.
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/hearth config init $(DEMO)/hub.toml --name "Demo flat" --data-dir $(DEMO)/data --simulated
+	$(BIN)/hearth config check $(DEMO)/hub.toml
+	$(BIN)/hearth run --config $(DEMO)/hub.toml --speed 3600 --for 24h --start 2026-01-15T06:00:00+00:00
+	$(BIN)/hearth status --config $(DEMO)/hub.toml
+	@echo
+	@echo "Look further: $(BIN)/hearth status --config $(DEMO)/hub.toml --json"
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.run
+
+clean:
+	rm -rf $(VENV) $(DEMO) bench-results .pytest_cache .mypy_cache .ruff_cache .hypothesis

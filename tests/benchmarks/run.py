@@ -1,0 +1,61 @@
+"""`make bench`: run every benchmark, print the figures beside their targets, keep a JSON copy."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks import bench_rss, bench_store
+
+OUT = Path("bench-results")
+
+
+def section(title: str, figures: dict[str, Any]) -> None:
+    print(f"\n{title}")
+    for key, value in figures.items():
+        print(f"  {key:32} {value}")
+
+
+def main() -> None:
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()} Python {platform.python_version()}",
+        "sqlite": sqlite3.sqlite_version,
+    }
+    print(f"Hearth benchmarks on {results['machine']}, SQLite {results['sqlite']}")
+
+    # First, while this process is small: the hub is measured on its own memory, but a fork
+    # of a large parent is slower to start and muddies the picture.
+    results["hub_rss"] = bench_rss.peak_rss_of_hub()
+    section("Peak RSS of `hearth run` (demo simulated home)", results["hub_rss"])
+
+    results["store_insert"] = bench_store.insert_throughput()
+    section(
+        "Store insert throughput (group commit vs raw executemany, same schema)",
+        results["store_insert"],
+    )
+
+    disk = Path.cwd()
+    results["disk_bytes"] = [
+        bench_store.bytes_per_reading(k, commits, disk)
+        for k, commits in ((1, 3000), (10, 1000), (5000, 20))
+    ]
+    for row in results["disk_bytes"]:
+        section(
+            f"Disk writes per stored reading, {row['readings_per_commit']} readings per commit", row
+        )
+
+    results["commit_latency"] = bench_store.commit_latency()
+    section("Group commit latency", results["commit_latency"])
+
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {OUT / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()

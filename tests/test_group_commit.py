@@ -1,0 +1,102 @@
+"""Group commit: bounded waiting for readings, none for alerts, nothing lost on failure."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.events import Alert, Reading, SystemEvent, SystemKind
+from hub.store import GroupCommitter, Store, StoreWriteError
+from tests.factories import alert, reading
+
+WAIT_S = 10.0  # generous: these wait on a condition, never on the clock
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "hub.db")
+    yield s
+    s.close()
+
+
+def test_readings_are_committed_by_the_flusher_without_being_asked(store: Store) -> None:
+    committed = threading.Event()
+    committer = GroupCommitter(store, max_latency_s=0.05, on_commit=lambda _: committed.set())
+    committer.start()
+    for i in range(10):
+        committer.add(reading(i))
+    assert committed.wait(WAIT_S)
+    assert store.last_seq == 10 and committer.stats.commits == 1  # one transaction for all ten
+    committer.close()
+
+
+def test_an_alert_is_committed_before_add_returns_with_the_readings_before_it(store: Store) -> None:
+    committer = GroupCommitter(store, max_latency_s=3600)  # the flusher would never get to it
+    committer.start()
+    committer.add(reading(1))
+    committer.add(reading(2))
+    committer.add(alert(3))
+    assert [e.seq for e in store.events()] == [1, 2, 3]
+    assert [e.event for e in store.events()][2] == alert(3)
+    committer.close()
+
+
+def test_close_commits_everything_still_queued(store: Store) -> None:
+    committer = GroupCommitter(store, max_latency_s=3600)
+    committer.start()
+    for i in range(25):
+        committer.add(reading(i))
+    committer.close()
+    assert store.last_seq == 25
+
+
+def test_a_full_batch_is_committed_at_once(store: Store) -> None:
+    committer = GroupCommitter(store, max_latency_s=3600, max_batch=100)
+    for i in range(250):
+        committer.add(reading(i))
+    assert store.last_seq == 200 and committer.pending == 50
+
+
+def refuse_writes(store: Store, refuse: bool) -> None:
+    """Make SQLite itself report a full database: the real SQLITE_FULL code path."""
+    conn = store._conn  # the test reaches into the one connection on purpose
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages if refuse else 1_000_000_000}")
+
+
+def test_a_refused_commit_keeps_its_events_for_the_next_attempt(store: Store) -> None:
+    committer = GroupCommitter(store, max_latency_s=3600)
+    store.commit([reading(0)])
+    refuse_writes(store, True)
+    for i in range(1, 2000):
+        committer.add(reading(i))
+    with pytest.raises(StoreWriteError, match="full"):
+        committer.add(alert(5000))
+    assert store.last_seq == 1
+    refuse_writes(store, False)
+    committer.flush()
+    assert store.last_seq == 2001 and len(store.events(limit=10_000)) == 2001
+    assert store.events(after_seq=2000)[0].event == alert(5000)
+
+
+def test_memory_stays_bounded_while_the_disk_refuses_and_alerts_are_kept(store: Store) -> None:
+    committer = GroupCommitter(store, max_latency_s=3600, max_batch=10**6, max_pending=100)
+    store.commit([reading(0)])
+    refuse_writes(store, True)
+    for round_ in range(3):
+        for i in range(300):
+            committer.add(reading(i))
+        with pytest.raises(StoreWriteError):
+            committer.add(alert(round_, check=f"c{round_}"))
+        assert committer.pending == 100
+    refuse_writes(store, False)
+    committer.flush()
+    events = [e.event for e in store.events(after_seq=1, limit=1000)]
+    assert [e.check for e in events if isinstance(e, Alert)] == ["c0", "c1", "c2"]
+    gaps = [e for e in events if isinstance(e, SystemEvent) and e.kind is SystemKind.GAP]
+    kept_readings = sum(1 for e in events if isinstance(e, Reading))
+    assert len(gaps) == 1
+    assert gaps[0].details["dropped_readings"] + kept_readings == 900
