@@ -92,6 +92,7 @@ def run(
     from hub.clock import Clock, SimulatedClock, SystemClock
     from hub.durations import parse_duration
     from hub.runtime import Hub
+    from hub.store import StoreOpenError
 
     cfg = _load(config)
     try:
@@ -102,7 +103,10 @@ def run(
     if start and speed is None:
         raise fail("--start needs --speed (a simulated clock)")
     clock: Clock = SimulatedClock(start_ts, speed) if speed else SystemClock()
-    summary = asyncio.run(Hub(cfg, clock).run(duration))
+    try:
+        summary = asyncio.run(Hub(cfg, clock).run(duration))
+    except StoreOpenError as exc:
+        raise fail(f"{exc}; the buffer was left untouched") from None
     typer.echo(
         f"hub stopped: {summary.readings} readings, {summary.committed} events committed,"
         f" last sequence {summary.last_seq}",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.events import Alert, Reading, SystemEvent, SystemKind
-from hub.store import GroupCommitter, Store, StoreWriteError
+from hub.store import GroupCommitter, Store
 from tests.factories import alert, reading
 
 WAIT_S = 10.0  # generous: these wait on a condition, never on the clock
@@ -53,11 +53,17 @@ def test_close_commits_everything_still_queued(store: Store) -> None:
     assert store.last_seq == 25
 
 
-def test_a_full_batch_is_committed_at_once(store: Store) -> None:
-    committer = GroupCommitter(store, max_latency_s=3600, max_batch=100)
-    for i in range(250):
+def test_a_full_batch_wakes_the_flusher_at_once(store: Store) -> None:
+    committed = threading.Event()
+    committer = GroupCommitter(
+        store, max_latency_s=3600, max_batch=100, on_commit=lambda _: committed.set()
+    )
+    committer.start()
+    for i in range(100):
         committer.add(reading(i))
-    assert store.last_seq == 200 and committer.pending == 50
+    assert committed.wait(WAIT_S)
+    assert store.last_seq == 100
+    committer.close()
 
 
 def refuse_writes(store: Store, refuse: bool) -> None:
@@ -73,9 +79,9 @@ def test_a_refused_commit_keeps_its_events_for_the_next_attempt(store: Store) ->
     refuse_writes(store, True)
     for i in range(1, 2000):
         committer.add(reading(i))
-    with pytest.raises(StoreWriteError, match="full"):
-        committer.add(alert(5000))
-    assert store.last_seq == 1
+    committer.add(alert(5000))  # never raises into a check or driver...
+    assert store.last_seq == 1  # ...but the refused commit wrote nothing
+    assert committer.stats.failures == 1 and "full" in str(committer.stats.last_error)
     refuse_writes(store, False)
     committer.flush()
     assert store.last_seq == 2001 and len(store.events(limit=10_000)) == 2001
@@ -89,8 +95,7 @@ def test_memory_stays_bounded_while_the_disk_refuses_and_alerts_are_kept(store: 
     for round_ in range(3):
         for i in range(300):
             committer.add(reading(i))
-        with pytest.raises(StoreWriteError):
-            committer.add(alert(round_, check=f"c{round_}"))
+        committer.add(alert(round_, check=f"c{round_}"))
         assert committer.pending == 100
     refuse_writes(store, False)
     committer.flush()
@@ -100,3 +105,68 @@ def test_memory_stays_bounded_while_the_disk_refuses_and_alerts_are_kept(store: 
     kept_readings = sum(1 for e in events if isinstance(e, Reading))
     assert len(gaps) == 1
     assert gaps[0].details["dropped_readings"] + kept_readings == 900
+
+
+def test_the_flusher_outlives_a_failing_commit_listener(store: Store) -> None:
+    calls: list[int] = []
+
+    def listener(seqs: object) -> None:
+        calls.append(1)
+        raise RuntimeError("a listener bug")
+
+    committer = GroupCommitter(store, max_latency_s=0.01, on_commit=listener)
+    committer.start()
+    committer.add(reading(1))
+    committer.add(alert(2))  # committed inline, listener raises: add still returns
+    committer.add(reading(3))
+    committer.close()
+    assert store.last_seq == 3 and len(calls) >= 2
+
+
+def test_an_unwritable_sequence_reservation_refuses_the_commit_and_loses_nothing(
+    store: Store,
+) -> None:
+    committer = GroupCommitter(store, max_latency_s=3600)
+    store.commit([reading(0)])
+    store._reservation.reserved_upto = store.last_seq  # the next commit must extend it
+    store._reservation.path.unlink()
+    store._reservation.path.mkdir()  # an OSError, not an SQLite error, when it is written
+    committer.add(reading(1))
+    committer.add(alert(2))
+    assert store.last_seq == 1 and committer.stats.failures == 1 and committer.pending == 2
+    store._reservation.path.rmdir()
+    committer.flush()
+    assert [e.event for e in store.events(after_seq=1)] == [reading(1), alert(2)]
+
+
+def test_evidence_json_cannot_hold_is_kept_as_text(store: Store) -> None:
+    committer = GroupCommitter(store)
+    odd = alert(1)
+    odd = Alert(
+        odd.check,
+        odd.severity,
+        odd.state,
+        odd.room,
+        odd.sensor_id,
+        odd.start,
+        None,
+        {"path": Path("/dev/ttyS0"), "n": 3},
+        odd.stamp,
+    )
+    committer.add(odd)
+    [stored] = store.events()
+    assert isinstance(stored.event, Alert)
+    assert stored.event.evidence == {"path": "/dev/ttyS0", "n": 3}
+
+
+def test_readings_never_raise_while_the_disk_refuses(store: Store) -> None:
+    committer = GroupCommitter(store, max_latency_s=3600, max_batch=100, max_pending=500)
+    committer.start()
+    store.commit([reading(0)])
+    refuse_writes(store, True)
+    for i in range(3000):
+        committer.add(reading(i))  # a driver's emit: must never see the disk's trouble
+    assert committer.pending <= 500
+    refuse_writes(store, False)
+    committer.close()
+    assert store.last_seq > 1

@@ -63,6 +63,8 @@ def test_oldest_unsynced_readings_dropped_with_an_exact_gap_event(tmp_path: Path
     [gap] = gaps(store)
     assert gap["dropped_readings"] == len(dropped) == report.gap.count
     assert (gap["first_seq"], gap["last_seq"]) == (dropped[0], dropped[-1])
+    in_ranges = [s for first, last in gap["seq_ranges"] for s in range(first, last + 1)]
+    assert in_ranges == dropped
     per_sensor = {f"s{k}": sum(1 for s in dropped if (s - readings[0]) % 3 == k) for k in range(3)}
     assert gap["per_sensor"] == per_sensor
     assert report.gap_seq == store.last_seq  # the gap event follows everything it describes
@@ -94,13 +96,27 @@ def test_retention_prunes_only_synced_data_older_than_it(tmp_path: Path) -> None
 
 def test_pruned_sequence_numbers_are_never_reused(tmp_path: Path) -> None:
     path = tmp_path / "hub.db"
-    store = open_store(path)
+    store = open_store(path, quota=1)  # prune every synced row, the newest included
     seqs = store.commit([reading(i) for i in range(3000)])
     store.mark_synced(seqs)
     store.enforce_limits()
+    assert seqs_of(path) == set()
     store.close()
+    (tmp_path / "hub.db.seq").unlink()  # and without the reservation file's help
     store = open_store(path)
     assert store.commit([reading(0)])[0] > seqs[-1]
+
+
+def test_pruning_gives_the_space_back_to_the_filesystem(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    store = open_store(path, quota=10 * 1024**2)
+    store.mark_synced(store.commit([reading(i) for i in range(40_000)]))
+    store.close()
+    big = path.stat().st_size
+    store = open_store(path, quota=200 * 1024)
+    store.enforce_limits()
+    store.close()
+    assert path.stat().st_size < big / 4
 
 
 @settings(

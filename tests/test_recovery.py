@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from hub.events import SystemEvent, SystemKind
-from hub.store import Store
+from hub.store import Store, StoreOpenError
 from hub.store.recovery import KEEP_DAMAGED_COPIES
-from tests.factories import reading
+from tests.factories import alert, reading
 
 
 def damaged_copies(directory: Path) -> list[Path]:
@@ -98,4 +98,43 @@ def test_other_damage_is_recovered_too(tmp_path: Path, damage: str) -> None:
     assert store.recovery is not None
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    store.close()
+
+
+def test_a_locked_buffer_is_not_mistaken_for_a_damaged_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "hub.db"
+    fill(path, 10)
+    monkeypatch.setattr("hub.store.recovery.OPEN_TIMEOUT_S", 0.1)
+    holder = sqlite3.connect(path)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreOpenError, match="locked"):
+        Store.open(path)
+    holder.rollback()
+    holder.close()
+    assert damaged_copies(tmp_path) == []
+    assert len(Store.open(path).events()) == 10
+
+
+def test_unsynced_events_still_readable_are_carried_over_with_their_seqs(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    store = Store.open(path)
+    early_alert = store.commit([alert(0)])[0]
+    readings = store.commit([reading(i) for i in range(20_000)])
+    store.mark_synced(readings[:5000])
+    store.close()
+    with path.open("r+b") as f:  # damage a stretch of pages in the middle of the table
+        f.seek(path.stat().st_size // 2)
+        f.write(b"\xa5" * 4096 * 3)
+    store = Store.open(path)
+    assert store.recovery is not None
+    carried = {e.seq: e.event for e in store.events(limit=100_000)}
+    recovered = max(carried)
+    details = carried.pop(recovered).details  # type: ignore[union-attr]
+    assert early_alert in carried and carried[early_alert] == alert(0)
+    assert details["unsynced_carried_over"] == len(carried) > 5000
+    assert not set(readings[:5000]) & set(carried)  # synced events are not carried over
+    assert recovered > readings[-1]
     store.close()

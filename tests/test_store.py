@@ -84,3 +84,19 @@ def test_a_new_buffer_never_reuses_sequence_numbers_of_a_lost_one(tmp_path: Path
     s = Store.open(tmp_path / "hub.db")
     assert s.commit([reading(9)])[0] > 5
     s.close()
+
+
+def test_the_buffer_runs_in_wal_mode_with_full_fsync(store: Store) -> None:
+    """kill -9 cannot tell synchronous=FULL from OFF; a power cut can. So check it here."""
+    conn = store._conn
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+
+
+def test_a_sequence_counter_behind_the_file_recovers_instead_of_jamming(store: Store) -> None:
+    store.commit([reading(0)])
+    store._conn.execute(  # a row the counter does not know about
+        "INSERT INTO events (seq, kind, priority, wall_time, clock_synced, monotonic)"
+        " VALUES (2, 'system', 1, 0, 0, 0)"
+    )
+    assert store.commit([reading(1)]) == [3]

@@ -30,7 +30,14 @@ from hub.events import (
     SystemKind,
 )
 from hub.store import quota, schema
-from hub.store.recovery import Recovery, SequenceReservation, find_problem, move_aside
+from hub.store.recovery import (
+    Recovery,
+    SalvageStats,
+    SequenceReservation,
+    find_problem,
+    move_aside,
+    salvage_unsynced,
+)
 from hub.store.rows import INSERT, SELECT, event_from_row, row_for
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ class StoreWriteError(Exception):
 class StoreLimits:
     quota_bytes: int = 512 * 1024 * 1024
     retention_days: float = 30.0
+    retention_sweep_every_s: float = 3600.0  # the sweep scans the table: not on every commit
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Store:
         self._reservation = reservation
         self._lock = threading.RLock()
         self._next_seq = self._load_next_seq()
+        self._retention_due = float("-inf")  # on the store clock's monotonic time
         self.recovery: Recovery | None = None
 
     # -- opening -------------------------------------------------------------------------
@@ -131,16 +140,49 @@ class Store:
         return highest + 1
 
     def _start_after_recovery(self, recovery: Recovery) -> None:
+        """Carry over what the damaged file still had unsynced (with its own sequence
+        numbers, so the council's idempotency still holds), then record the recovery."""
         self.recovery = recovery
-        floor = max(recovery.salvaged_max_seq or 0, self._reservation.reserved_upto)
-        self._next_seq = max(self._next_seq, floor + 1)
+        stats = SalvageStats()
+        carried = skipped = 0
+        batch: list[tuple[Any, ...]] = []
+        alerts: list[tuple[int, Alert]] = []
+        with self._lock:
+            for row in salvage_unsynced(Path(recovery.moved_to), SELECT, stats):
+                try:
+                    stored = event_from_row(row)
+                except Exception:  # a row read from a damaged page may be garbage: skip it
+                    skipped += 1
+                    continue
+                batch.append(row_for(stored.seq, stored.event))
+                if isinstance(stored.event, Alert):
+                    alerts.append((stored.seq, stored.event))
+                if len(batch) >= 5000:
+                    carried += self._insert_salvaged(batch, alerts)
+            carried += self._insert_salvaged(batch, alerts)
+            floor = max(stats.max_seq or 0, self._reservation.reserved_upto)
+            self._next_seq = max(self._next_seq, floor + 1)
         details = {
             "moved_to": recovery.moved_to,
             "problem": recovery.problem,
-            "salvaged_max_seq": recovery.salvaged_max_seq,
+            "damaged_max_seq": stats.max_seq,
+            "unsynced_carried_over": carried,
+            "unreadable_rows_skipped": skipped,
+            "stopped_by_damage": stats.stopped_by_damage,
             "resumed_at_seq": self._next_seq,
         }
         self.commit([SystemEvent(SystemKind.STORE_RECOVERED, details, self.clock.stamp())])
+
+    def _insert_salvaged(self, rows: list[tuple[Any, ...]], alerts: list[tuple[int, Alert]]) -> int:
+        count = len(rows)
+        if rows:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(INSERT, rows)
+            self._update_alert_state(alerts)
+            self._conn.execute("COMMIT")
+        rows.clear()
+        alerts.clear()
+        return count
 
     def close(self) -> None:
         with self._lock:
@@ -149,25 +191,43 @@ class Store:
     # -- writing -------------------------------------------------------------------------
 
     def commit(self, events: Sequence[Event]) -> list[int]:
-        """Write `events` in one durable transaction and return their sequence numbers."""
+        """Write `events` in one durable transaction and return their sequence numbers.
+
+        Any failure (disk full, I/O error, the seq reservation unwritable) raises
+        StoreWriteError with nothing written, so the caller can keep the events and retry.
+        """
         if not events:
             return []
         with self._lock:
-            first = self._next_seq
-            seqs = list(range(first, first + len(events)))
-            self._reservation.ensure(seqs[-1])
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(INSERT, map(row_for, seqs, events))
-                alerts = [(s, e) for s, e in zip(seqs, events, strict=True) if isinstance(e, Alert)]
-                if alerts:
-                    self._update_alert_state(alerts)
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+                return self._commit_locked(events)
+            except sqlite3.IntegrityError:
+                # A sequence number already taken means our counter fell behind the file
+                # (it cannot by design; if it ever does, re-reading it beats jamming forever).
                 self._rollback()
-                raise StoreWriteError(f"could not commit {len(events)} events: {exc}") from exc
-            self._next_seq = seqs[-1] + 1
-            return seqs
+                log.error("sequence counter behind the buffer; re-reading it from the file")
+                self._next_seq = self._load_next_seq()
+                return self._commit_locked(events)
+
+    def _commit_locked(self, events: Sequence[Event]) -> list[int]:
+        first = self._next_seq
+        seqs = list(range(first, first + len(events)))
+        try:
+            rows = list(map(row_for, seqs, events))
+            self._reservation.ensure(seqs[-1])
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(INSERT, rows)
+            alerts = [(s, e) for s, e in zip(seqs, events, strict=True) if isinstance(e, Alert)]
+            if alerts:
+                self._update_alert_state(alerts)
+            self._conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except Exception as exc:
+            self._rollback()
+            raise StoreWriteError(f"could not commit {len(events)} events: {exc}") from exc
+        self._next_seq = seqs[-1] + 1
+        return seqs
 
     def _update_alert_state(self, alerts: Iterable[tuple[int, Alert]]) -> None:
         self._conn.executemany(
@@ -198,8 +258,8 @@ class Store:
         """Record that the council acknowledged these events; returns how many were new."""
         seq_list = list(seqs)
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 changed = 0
                 for i in range(0, len(seq_list), 500):
                     chunk = seq_list[i : i + 500]
@@ -212,9 +272,8 @@ class Store:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StoreWriteError(
-                    f"could not mark {len(seq_list)} events synced: {exc}"
-                ) from exc
+                message = f"could not mark {len(seq_list)} events synced: {exc}"
+                raise StoreWriteError(message) from exc
         return changed
 
     def _set_meta(self, key: str, value: str) -> None:
@@ -223,14 +282,18 @@ class Store:
     # -- limits --------------------------------------------------------------------------
 
     def enforce_limits(self) -> quota.PruneReport:
-        """Apply retention and quota now (the group committer calls this after commits)."""
+        """Apply the quota now, and the retention sweep when it is due (at most once per
+        `retention_sweep_every_s` of the store's clock). Called after every group commit."""
         with self._lock:
-            if self._next_seq > self._reservation.reserved_upto:
-                self._reservation.ensure(self._next_seq)  # the gap event may need it
+            cutoff = None
+            if self.clock.monotonic() >= self._retention_due:
+                self._retention_due = self.clock.monotonic() + self.limits.retention_sweep_every_s
+                cutoff = self.clock.wall() - self.limits.retention_days * 86400
+            self._reservation.ensure(self._next_seq)  # the gap event may need it
             report = quota.enforce(
                 self._conn,
                 quota_bytes=self.limits.quota_bytes,
-                retention_cutoff=self.clock.wall() - self.limits.retention_days * 86400,
+                retention_cutoff=cutoff,
                 last_seq=self._next_seq - 1,
                 gap_stamp=self.clock.stamp(),
             )
@@ -241,6 +304,9 @@ class Store:
                     report.gap.count,
                     report.gap_seq,
                 )
+            if report.changed:
+                quota.release_free_pages(self._conn)
+            report.over_quota_after = quota.used_bytes(self._conn) > self.limits.quota_bytes
         return report
 
     def used_bytes(self) -> int:

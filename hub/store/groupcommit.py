@@ -9,6 +9,7 @@ routine readings of the last interval, never an alert.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -53,21 +54,34 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._commit_lock = threading.Lock()  # one flush at a time, in queue order
         self._closing = False
+        self._failing = False  # the last commit was refused: readings wait for the retry
+        self._flush_requested = False
         self._thread: threading.Thread | None = None
 
     # -- producers -----------------------------------------------------------------------
 
     def add(self, event: Event) -> None:
-        """Queue an event. Routine readings wait for the group commit; anything more
-        important is committed before this returns (with everything queued before it)."""
+        """Queue an event; never raises, so no driver or check is stopped by a bad disk.
+
+        Routine readings wait for the group commit (a full batch wakes the flusher at once).
+        Anything more important is committed before this returns, with everything queued
+        before it; if that commit fails the event stays queued for the flusher's retries.
+        """
         with self._cond:
             if not self._pending:
                 self._first_pending_at = time.monotonic()
                 self._cond.notify()
             self._pending.append(event)
-            if event.priority == Priority.ROUTINE and len(self._pending) < self.max_batch:
+            if len(self._pending) > self.max_pending:
+                self._drop_oldest_readings(len(self._pending) - self.max_pending)
+            if event.priority == Priority.ROUTINE:
+                if len(self._pending) >= self.max_batch and not self._failing:
+                    self._flush_requested = True
+                    self._cond.notify()
                 return
-        self.flush()
+        # A refusal is logged in flush; the event stays queued and the flusher retries.
+        with contextlib.suppress(StoreWriteError):
+            self.flush()
 
     @property
     def pending(self) -> int:
@@ -77,11 +91,13 @@ class GroupCommitter:
     # -- committing ----------------------------------------------------------------------
 
     def flush(self) -> list[int]:
-        """Commit everything queued now; returns the sequence numbers committed."""
+        """Commit everything queued now; returns the sequence numbers committed.
+        Raises StoreWriteError if the store refused (the events stay queued)."""
         with self._commit_lock:
             with self._cond:
                 batch, self._pending = self._pending, []
                 self._first_pending_at = None
+                self._flush_requested = False
             if not batch and not self.stats.dropped_in_memory:
                 return []
             gap = self._memory_gap_event()
@@ -90,6 +106,7 @@ class GroupCommitter:
             except StoreWriteError as exc:
                 self._requeue(batch, exc)
                 raise
+            self._failing = False
             self.stats.commits += 1
             self.stats.events += len(seqs)
             self.stats.dropped_in_memory = 0
@@ -99,7 +116,10 @@ class GroupCommitter:
             except Exception:
                 log.exception("pruning the buffer failed; will try again after the next commit")
         if self.on_commit is not None:
-            self.on_commit(seqs)
+            try:
+                self.on_commit(seqs)
+            except Exception:
+                log.exception("a commit listener failed; the events are committed all the same")
         return seqs
 
     def _memory_gap_event(self) -> SystemEvent | None:
@@ -113,25 +133,29 @@ class GroupCommitter:
         return SystemEvent(SystemKind.GAP, details, self.store.clock.stamp())
 
     def _requeue(self, batch: list[Event], exc: Exception) -> None:
-        """Keep what failed for the next attempt, within a memory bound that spares alerts."""
+        """Keep what failed for the next attempt, in front of what arrived meanwhile."""
         self.stats.failures += 1
         self.stats.last_error = str(exc)
-        log.error("group commit failed, will retry: %s", exc)
+        log.error("group commit of %d events failed, will retry: %s", len(batch), exc)
         with self._cond:
-            merged = batch + self._pending
-            overflow = len(merged) - self.max_pending
-            if overflow > 0:
-                kept: list[Event] = []
-                for event in merged:
-                    if overflow > 0 and isinstance(event, Reading):
-                        overflow -= 1
-                        self.stats.dropped_in_memory += 1
-                    else:
-                        kept.append(event)
-                merged = kept
-            self._pending = merged
+            self._failing = True
+            self._pending = batch + self._pending
+            if len(self._pending) > self.max_pending:
+                self._drop_oldest_readings(len(self._pending) - self.max_pending)
             if self._first_pending_at is None:
                 self._first_pending_at = time.monotonic()
+
+    def _drop_oldest_readings(self, count: int) -> None:
+        """The memory bound while the disk refuses: oldest routine readings go, never an
+        alert or system event; the count goes into a gap event at the next commit."""
+        kept: list[Event] = []
+        for event in self._pending:
+            if count > 0 and isinstance(event, Reading):
+                count -= 1
+                self.stats.dropped_in_memory += 1
+            else:
+                kept.append(event)
+        self._pending = kept
 
     # -- the background flusher ----------------------------------------------------------
 
@@ -148,20 +172,27 @@ class GroupCommitter:
                     self._cond.wait()
                     continue
                 delay = self._first_pending_at + self.max_latency_s - time.monotonic()
-                if delay > 0:
+                if delay > 0 and not self._flush_requested:
                     self._cond.wait(delay)
                     continue
             try:
                 self.flush()
-            except StoreWriteError:
+            except Exception as exc:  # the flusher must outlive any failure
+                if not isinstance(exc, StoreWriteError):
+                    log.exception("unexpected failure in group commit; will retry")
                 with self._cond:  # back off one interval before retrying a refusing disk
+                    self._first_pending_at = time.monotonic()
                     self._cond.wait_for(lambda: self._closing, timeout=self.max_latency_s)
 
     def close(self) -> None:
-        """Stop the flusher and commit what is queued (a clean shutdown loses nothing)."""
+        """Stop the flusher and commit what is queued: a clean stop loses nothing, unless
+        the disk refuses even now (then the loss is logged with its size)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
-        self.flush()
+        try:
+            self.flush()
+        except StoreWriteError as exc:
+            log.error("stopping with %d events that could not be written: %s", self.pending, exc)

@@ -11,11 +11,15 @@ Pruning stops at a low-water mark below the quota so it runs in bursts, not on e
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 from dataclasses import dataclass, field
 
 from hub.events import Priority, Stamp, SystemEvent, SystemKind
 from hub.store.rows import INSERT, row_for
+
+log = logging.getLogger(__name__)
 
 LOW_WATER = 0.9  # prune down to this fraction of the quota
 _CHUNK = 2000
@@ -38,8 +42,15 @@ class Gap:
     from_time: float | None = None
     to_time: float | None = None
     per_sensor: dict[str, int] = field(default_factory=dict)
+    # Exactly which sequence numbers are gone, as inclusive [first, last] runs: the council
+    # can tell a hole it will never fill from an event still on its way.
+    seq_ranges: list[list[int]] = field(default_factory=list)
 
     def add(self, seq: int, wall_time: float, sensor_id: str) -> None:
+        if self.seq_ranges and self.seq_ranges[-1][1] == seq - 1:
+            self.seq_ranges[-1][1] = seq
+        else:
+            self.seq_ranges.append([seq, seq])
         self.count += 1
         self.first_seq = seq if self.first_seq is None else min(self.first_seq, seq)
         self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
@@ -56,6 +67,7 @@ class Gap:
             "from_time": self.from_time,
             "to_time": self.to_time,
             "per_sensor": dict(sorted(self.per_sensor.items())),
+            "seq_ranges": self.seq_ranges,
         }
 
 
@@ -84,15 +96,22 @@ def enforce(
     conn: sqlite3.Connection,
     *,
     quota_bytes: int,
-    retention_cutoff: float,
+    retention_cutoff: float | None,
     last_seq: int,
     gap_stamp: Stamp,
 ) -> PruneReport:
-    """One pruning pass in one transaction. A gap event, if needed, gets `last_seq + 1`."""
+    """One pruning pass in one transaction. A gap event, if needed, gets `last_seq + 1`.
+
+    `retention_cutoff` None skips the retention sweep: it scans the table, so the store runs
+    it periodically, while the quota test (three pragmas) is cheap enough for every commit.
+    """
     report = PruneReport()
+    if retention_cutoff is None and used_bytes(conn) <= quota_bytes:
+        return report
     conn.execute("BEGIN IMMEDIATE")
     try:
-        report.expired = _delete_all(conn, _EXPIRED, retention_cutoff)
+        if retention_cutoff is not None:
+            report.expired = _delete_all(conn, _EXPIRED, retention_cutoff)
         if used_bytes(conn) > quota_bytes:
             target = int(quota_bytes * LOW_WATER)
             while used_bytes(conn) > target and (n := _delete_chunk(conn, _OLDEST_SYNCED)):
@@ -111,12 +130,20 @@ def enforce(
             )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
         raise
-    if report.changed:
-        conn.execute("PRAGMA incremental_vacuum")  # hand freed pages back to the filesystem
-    report.over_quota_after = used_bytes(conn) > quota_bytes
     return report
+
+
+def release_free_pages(conn: sqlite3.Connection) -> None:
+    """Give freed pages back to the filesystem (auto_vacuum=INCREMENTAL), best effort: the
+    pruning is committed whatever happens here."""
+    try:
+        # Through executescript: execute() steps the pragma once, which frees a single page.
+        conn.executescript("PRAGMA incremental_vacuum;")
+    except sqlite3.Error as exc:
+        log.warning("could not release free pages of the buffer: %s", exc)
 
 
 def _delete_seqs(conn: sqlite3.Connection, seqs: list[int]) -> None:

@@ -11,15 +11,19 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hub.fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 SEQ_RESERVE_BLOCK = 100_000
-KEEP_DAMAGED_COPIES = 2  # moved-aside files kept for forensics; older ones are deleted
+# Moved-aside files kept for forensics; older ones are deleted. One: each can be as large as
+# the quota, and a small SD card must not fill up with copies of broken buffers.
+KEEP_DAMAGED_COPIES = 1
 _SIDE_FILES = ("-wal", "-shm")
 
 
@@ -29,7 +33,6 @@ class Recovery:
 
     moved_to: str
     problem: str
-    salvaged_max_seq: int | None
 
 
 class SequenceReservation:
@@ -54,40 +57,87 @@ class SequenceReservation:
         self.reserved_upto = new_upto
 
 
+class StoreOpenError(Exception):
+    """The buffer could not be opened for a reason that is not damage (locked, unreadable,
+    I/O error). The file is left alone: moving a sound buffer aside would lose its backlog."""
+
+
+# Only these say the file itself is bad; anything else (busy, locked, cannot open, I/O) may
+# pass, and the hub should fail and be restarted rather than throw the buffer away.
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+OPEN_TIMEOUT_S = 5.0
+
+
 def find_problem(db_path: Path) -> str | None:
-    """Why the buffer file cannot be trusted, or None if it looks sound (or does not exist)."""
+    """Why the buffer file is damaged, or None if it looks sound (or does not exist).
+    Raises StoreOpenError when it cannot be checked at all."""
     if not db_path.exists():
         return None
     try:
-        conn = sqlite3.connect(db_path)
+        conn = sqlite3.connect(db_path, timeout=OPEN_TIMEOUT_S)
         try:
             rows = conn.execute("PRAGMA quick_check").fetchall()
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        return f"{type(exc).__name__}: {exc}"
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGE_CODES:
+            return f"{getattr(exc, 'sqlite_errorname', type(exc).__name__)}: {exc}"
+        raise StoreOpenError(f"cannot check the buffer {db_path}: {exc}") from exc
     result = [str(r[0]) for r in rows]
     if result != ["ok"]:
-        return "quick_check: " + "; ".join(result[:5])
+        return ("quick_check: " + "; ".join(result[:3]))[:300]
     return None
 
 
-def salvage_max_seq(db_path: Path) -> int | None:
-    """Best effort: the highest sequence number still readable in a damaged file."""
+@dataclass
+class SalvageStats:
+    max_seq: int | None = None
+    rows_seen: int = 0
+    stopped_by_damage: int = 0  # scans (forward, backward) that ran into a bad page
+
+
+def salvage_unsynced(db_path: Path, select: str, stats: SalvageStats) -> Iterator[tuple[Any, ...]]:
+    """Unsynced rows still readable in a damaged file, oldest first.
+
+    A table scan forward up to the first bad page, then backward from the end down to it:
+    everything but the damaged stretch, streamed (a full buffer does not fit in memory).
+    `select` is the events SELECT ending in "FROM events"; column 0 is seq, column 2 synced.
+    """
     try:
         conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT max(seq) FROM events").fetchone()
-        finally:
-            conn.close()
+    except sqlite3.Error:
+        return
+    try:
+        forward_max = 0
+        for row in _scan_until_damage(conn, f"{select} NOT INDEXED ORDER BY seq", stats):
+            forward_max = int(row[0])
+            if row[2] == 0:
+                yield row
+        backward = []
+        for row in _scan_until_damage(conn, f"{select} NOT INDEXED ORDER BY seq DESC", stats):
+            if int(row[0]) <= forward_max:
+                break
+            if row[2] == 0:
+                backward.append(row)
+        yield from reversed(backward)  # past the damage: usually the short recent end
+    finally:
+        conn.close()
+
+
+def _scan_until_damage(
+    conn: sqlite3.Connection, query: str, stats: SalvageStats
+) -> Iterator[tuple[Any, ...]]:
+    try:
+        for row in conn.execute(query):
+            stats.rows_seen += 1
+            stats.max_seq = max(stats.max_seq or 0, int(row[0]))
+            yield row
     except sqlite3.DatabaseError:
-        return None
-    return int(row[0]) if row and row[0] is not None else None
+        stats.stopped_by_damage += 1
 
 
 def move_aside(db_path: Path, problem: str) -> Recovery:
-    """Move the damaged file (and its WAL) out of the way, keeping a few for forensics."""
-    salvaged = salvage_max_seq(db_path)
+    """Move the damaged file (and its WAL) out of the way, keeping the latest for forensics."""
     # Numbered, not only dated: the clock of a Pi without RTC cannot be trusted to sort them.
     number = max((n for n, _ in _damaged_copies(db_path)), default=0) + 1
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -99,7 +149,7 @@ def move_aside(db_path: Path, problem: str) -> Recovery:
             side.replace(target.with_name(target.name + suffix))
     _delete_old_copies(db_path)
     log.error("buffer %s was damaged (%s); moved to %s", db_path, problem, target)
-    return Recovery(moved_to=str(target), problem=problem, salvaged_max_seq=salvaged)
+    return Recovery(moved_to=str(target), problem=problem)
 
 
 def _damaged_copies(db_path: Path) -> list[tuple[int, Path]]:

@@ -31,7 +31,9 @@ SELECT = (
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    # default=str: evidence a check filled with something JSON cannot hold (a datetime, a
+    # Path) is kept as text rather than making the whole commit fail, alert included.
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def row_for(seq: int, event: Event) -> tuple[Any, ...]:
