@@ -277,6 +277,40 @@ class StoreSection(_Section):
     commit_interval_s: Annotated[_Float, Field(ge=0.01, le=5.0)] = 1.0
 
 
+class ScanMode(enum.StrEnum):
+    PASSIVE = "passive"  # listen only: saves the sensors' batteries; needs BlueZ monitors
+    ACTIVE = "active"  # ask for scan responses: some families (Govee) need it
+
+
+class BleSection(_Section):
+    scan_mode: ScanMode = ScanMode.PASSIVE
+    # No advert from anyone for this long: restart scanning (a wedged adapter or BlueZ).
+    restart_after_silence_min: Annotated[_Float, Field(ge=1, le=1440)] = 10.0
+
+
+class Deadbands(_Section):
+    """A new value is stored when it differs from the last stored one by at least this much
+    (binary states are stored on every change)."""
+
+    temperature: Annotated[_Float, Field(ge=0, le=10)] = 0.2
+    humidity: Annotated[_Float, Field(ge=0, le=50)] = 1.0
+    co2: Annotated[_Float, Field(ge=0, le=1000)] = 25.0
+    pm25: Annotated[_Float, Field(ge=0, le=100)] = 1.0
+    pressure: Annotated[_Float, Field(ge=0, le=100)] = 0.5
+    illuminance: Annotated[_Float, Field(ge=0, le=10_000)] = 10.0
+    battery: Annotated[_Float, Field(ge=0, le=100)] = 1.0
+    voltage: Annotated[_Float, Field(ge=0, le=10)] = 0.05
+    rssi: Annotated[_Float, Field(ge=0, le=100)] = 10.0
+
+
+class ReportSection(_Section):
+    """How often sensor values reach the buffer: a thermometer advertising every 2 s must
+    not write 43,000 rows a day, yet a quiet sensor must still be heard from."""
+
+    heartbeat_min: Annotated[_Float, Field(ge=1, le=1440)] = 15.0
+    deadband: Deadbands = Field(default_factory=Deadbands)
+
+
 class SensorKind(enum.StrEnum):
     MOTION = "motion"
     CONTACT = "contact"
@@ -535,6 +569,8 @@ class HubConfig(_Section):
     hub: HubSection
     council: CouncilSection = Field(default_factory=CouncilSection)
     store: StoreSection = Field(default_factory=StoreSection)
+    ble: BleSection = Field(default_factory=BleSection)
+    report: ReportSection = Field(default_factory=ReportSection)
     sensors: tuple[SensorConfig, ...] = ()
     checks: ChecksSection = Field(default_factory=ChecksSection)
 
