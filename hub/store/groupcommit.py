@@ -73,12 +73,20 @@ class GroupCommitter:
                 self._cond.notify()
             self._pending.append(event)
             if len(self._pending) > self.max_pending:
-                self._drop_oldest_readings(len(self._pending) - self.max_pending)
+                # In bulk (a tenth of the bound), so a stalled disk costs O(1) per add.
+                self._drop_oldest_readings(
+                    max(len(self._pending) - self.max_pending, self.max_pending // 10)
+                )
             if event.priority == Priority.ROUTINE:
-                if len(self._pending) >= self.max_batch and not self._failing:
-                    self._flush_requested = True
+                backlog = len(self._pending)
+                if backlog < self.max_batch or self._failing:
+                    return
+                if backlog < 2 * self.max_batch:
+                    self._flush_requested = True  # the flusher takes it from here
                     self._cond.notify()
-                return
+                    return
+                # The flusher is behind a healthy disk: the producer helps (backpressure)
+                # rather than let the queue grow into the memory bound and drop readings.
         # A refusal is logged in flush; the event stays queued and the flusher retries.
         with contextlib.suppress(StoreWriteError):
             self.flush()
