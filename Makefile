@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO := demo-data
+HOME_DATA := ../shared/data/open-smart-home
 
 .PHONY: install demo test lint bench clean
 
@@ -25,6 +26,12 @@ demo: $(STAMP)
 	$(BIN)/hearth run --config $(DEMO)/hub.toml --speed 3600 --for 24h --start 2026-01-15T06:00:00+00:00
 	$(BIN)/hearth status --config $(DEMO)/hub.toml
 	@echo
+	@echo "== Replaying a real flat: Open Smart Home Data Set (Fraunhofer IBP, CC BY-SA 4.0)"
+	@if [ -d $(HOME_DATA) ]; then \
+	  $(BIN)/hearth replay $(HOME_DATA) --format series --db $(DEMO)/open-smart-home.db && \
+	  $(BIN)/hearth status --db $(DEMO)/open-smart-home.db; \
+	else echo "($(HOME_DATA) not found: skipped)"; fi
+	@echo
 	@echo "Look further: $(BIN)/hearth status --config $(DEMO)/hub.toml --json"
 
 test: $(STAMP)
@@ -34,6 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	drivers/firmware/check.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run

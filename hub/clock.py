@@ -1,4 +1,5 @@
-"""Clocks: the real one (with NTP state) and a simulated one for demos, replay and tests.
+"""Clocks: the real one (with NTP state), a simulated one for demos, replay and tests, and a
+virtual one that only moves when replay moves it (as fast as possible).
 
 Everything in the hub that needs "now" takes a Clock, so accelerated or as-fast-as-possible
 time is a matter of handing in a different object, never of patching `time`.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import heapq
+import itertools
 import time
 from typing import Protocol
 
@@ -104,3 +107,74 @@ class SimulatedClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self._speed)
+
+
+# Yields to the event loop after waking each sleeper. One is enough for the woken task to run
+# up to its next await (asyncio runs ready callbacks first in, first out); a few more let a
+# short chain it starts (an Event it sets, a task it wakes) run before time moves on.
+_SETTLE_YIELDS = 3
+
+
+class VirtualClock:
+    """Time that moves only when told to (`advance_to`): replay as fast as possible.
+
+    Tasks that `sleep` on it wait for a deadline on the virtual timeline. `advance_to(t)`
+    wakes them one at a time in deadline order (ties: the order they went to sleep), setting
+    "now" to each one's deadline and letting it run before the next is woken, so a task that
+    sleeps again within the same advance is woken in its turn too. Nothing waits in real time.
+    Like SimulatedClock, virtual time is always "synchronised".
+    """
+
+    def __init__(self, start: float) -> None:
+        self._start = start
+        self._now = start
+        self._order = itertools.count()  # tie-break for equal deadlines: first asleep, first up
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._advancing = False
+
+    def wall(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._now - self._start
+
+    def stamp(self) -> Stamp:
+        return Stamp(self._now, True, self._now - self._start)
+
+    async def sleep(self, seconds: float) -> None:
+        if not seconds > 0:  # also NaN: a zero sleep only yields, as asyncio.sleep(0) does
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
+        await future  # cancelled: the future is cancelled too and skipped when its turn comes
+
+    def next_deadline(self) -> float | None:
+        """When the earliest sleeper is due, or None if no task is sleeping on this clock."""
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+        return self._sleepers[0][0] if self._sleepers else None
+
+    async def advance_to(self, t: float) -> None:
+        """Move time forward to `t`, waking every sleeper due by then in deadline order.
+
+        Time never goes back: a `t` in the past wakes nobody and leaves the clock where it is.
+        """
+        if self._advancing:
+            raise RuntimeError("VirtualClock.advance_to is already running in another task")
+        self._advancing = True
+        try:
+            while self._sleepers and self._sleepers[0][0] <= t:
+                deadline, _, future = heapq.heappop(self._sleepers)
+                if future.done():
+                    continue
+                self._now = max(self._now, deadline)
+                future.set_result(None)
+                for _ in range(_SETTLE_YIELDS):
+                    await asyncio.sleep(0)
+            self._now = max(self._now, t)
+        finally:
+            self._advancing = False
+
+    async def advance(self, seconds: float) -> None:
+        await self.advance_to(self._now + seconds)

@@ -288,6 +288,16 @@ class BleSection(_Section):
     restart_after_silence_min: Annotated[_Float, Field(ge=1, le=1440)] = 10.0
 
 
+class PinFactoryChoice(enum.StrEnum):
+    AUTO = "auto"  # lgpio where the machine has a GPIO chip, mock pins where it has none
+    LGPIO = "lgpio"
+    MOCK = "mock"  # for demos and bench tests: no pin is read
+
+
+class GpioSection(_Section):
+    pin_factory: PinFactoryChoice = PinFactoryChoice.AUTO
+
+
 class Deadbands(_Section):
     """A new value is stored when it differs from the last stored one by at least this much
     (binary states are stored on every change)."""
@@ -337,6 +347,7 @@ class SensorSource(enum.StrEnum):
     GPIO = "gpio"
     BLE = "ble"
     SIMULATED = "simulated"
+    REPLAY = "replay"  # recorded data played by `hearth replay`; not read by `hearth run`
 
 
 class BleFamily(enum.StrEnum):
@@ -570,6 +581,7 @@ class HubConfig(_Section):
     council: CouncilSection = Field(default_factory=CouncilSection)
     store: StoreSection = Field(default_factory=StoreSection)
     ble: BleSection = Field(default_factory=BleSection)
+    gpio: GpioSection = Field(default_factory=GpioSection)
     report: ReportSection = Field(default_factory=ReportSection)
     sensors: tuple[SensorConfig, ...] = ()
     checks: ChecksSection = Field(default_factory=ChecksSection)

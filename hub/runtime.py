@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from drivers.base import Emit, ReadingSource
 from hub import __version__
 from hub.clock import Clock
-from hub.config import HubConfig
+from hub.config import HubConfig, PinFactoryChoice, SensorSource
 from hub.events import Reading, SystemEvent, SystemKind
 from hub.store import GroupCommitter, Store, StoreLimits
 
@@ -30,25 +30,23 @@ class RunSummary:
 
 
 def build_sources(config: HubConfig, clock: Clock) -> list[ReadingSource]:
-    """One source per driver that has sensors configured; sensors whose driver is not in this
-    version are reported, not fatal, so a hub keeps running what it can."""
-    from drivers.simulated import SimSensor, SimulatedHome
-
-    simulated = [
-        SimSensor(s.id, s.kind.value, s.role.value)
-        for s in config.sensors
-        if s.source.value == "simulated"
-    ]
+    """One source per driver that has sensors configured. Driver packages are imported here,
+    only when needed, so a hub without BLE sensors never loads bleak."""
     sources: list[ReadingSource] = []
-    if simulated:
-        sources.append(SimulatedHome(simulated, clock, config.hub.timezone))
-    for sensor in config.sensors:
-        if sensor.source.value != "simulated":
-            log.warning(
-                "sensor %s: no %s driver in this version; it will not be read",
-                sensor.id,
-                sensor.source.value,
-            )
+    by_source = {kind: [s for s in config.sensors if s.source is kind] for kind in SensorSource}
+    if simulated := by_source[SensorSource.SIMULATED]:
+        from drivers.simulated import SimSensor, SimulatedHome
+
+        sims = [SimSensor(s.id, s.kind.value, s.role.value) for s in simulated]
+        sources.append(SimulatedHome(sims, clock, config.hub.timezone))
+    if gpio := by_source[SensorSource.GPIO]:
+        from drivers.gpio import GpioSource, GpioSpec
+
+        choice = config.gpio.pin_factory
+        mock = None if choice is PinFactoryChoice.AUTO else choice is PinFactoryChoice.MOCK
+        sources.append(GpioSource([GpioSpec.from_config(s) for s in gpio], clock, mock=mock))
+    for sensor in by_source[SensorSource.BLE]:
+        log.warning("sensor %s: no ble driver in this version; it will not be read", sensor.id)
     return sources
 
 
@@ -65,10 +63,13 @@ class Hub:
         config: HubConfig,
         clock: Clock,
         sources: Sequence[ReadingSource] | None = None,
+        *,
+        stop_when_sources_end: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock
         self.sources = list(sources) if sources is not None else build_sources(config, clock)
+        self.stop_when_sources_end = stop_when_sources_end  # a replay: stop when data ends
         self.readings = 0
         self._stop = asyncio.Event()
 
@@ -96,7 +97,10 @@ class Hub:
             started = {"version": __version__, "sensors": len(self.config.sensors)}
             committer.add(SystemEvent(SystemKind.HUB_STARTED, started, self.clock.stamp()))
             emit = self._emit_to(committer)
-            tasks = [asyncio.create_task(src.run(emit), name=src.name) for src in self.sources]
+            sources = [asyncio.create_task(src.run(emit), name=src.name) for src in self.sources]
+            for task in sources:
+                task.add_done_callback(_report_source_end)
+            tasks = [*sources, asyncio.create_task(self._watch_sources(sources), name="watch")]
             if duration_s is not None:
                 tasks.append(asyncio.create_task(self._stop_after(duration_s), name="timer"))
             log.info("hub running: %d sources, buffer %s", len(self.sources), store.path)
@@ -112,6 +116,21 @@ class Hub:
             store.close()
         return RunSummary(self.readings, committer.stats.events, last_seq)
 
+    async def _watch_sources(self, sources: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*sources, return_exceptions=True)
+        if self.stop_when_sources_end:
+            self.stop()
+
     async def _stop_after(self, duration_s: float) -> None:
         await self.clock.sleep(duration_s)
         self.stop()
+
+
+def _report_source_end(task: asyncio.Task[None]) -> None:
+    """A driver that stops is news at once, not at shutdown: its sensors are no longer read."""
+    if task.cancelled():
+        return
+    if (exc := task.exception()) is not None:
+        log.error("driver %s stopped: %s", task.get_name(), exc, exc_info=exc)
+    else:
+        log.info("driver %s finished", task.get_name())

@@ -128,3 +128,37 @@ def test_the_installed_console_script_works() -> None:
         [str(script), "--version"], capture_output=True, text=True, env=os.environ
     )
     assert done.returncode == 0
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "open-smart-home"
+
+
+def test_replay_of_a_casas_log_into_a_kept_buffer(tmp_path: Path) -> None:
+    casas = Path(__file__).parent / "fixtures" / "casas_sample.txt"
+    db = tmp_path / "replay.db"
+    done = hearth("replay", str(casas), "--format", "casas", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    assert "inferred" in done.stderr and "replayed" in done.stderr
+    status = json.loads(hearth("status", "--db", str(db), "--json").stdout)
+    replayed = int(done.stderr.split("replayed ")[-1].split(" readings")[0])
+    assert replayed > 0 and status["total_events"] == replayed + 1  # + hub_started
+
+
+@pytest.mark.ci_required
+def test_replay_of_the_open_smart_home_bathroom(tmp_path: Path) -> None:
+    """Real data: Open Smart Home Data Set (Fraunhofer IBP, CC BY-SA 4.0), read in place."""
+    source = SHARED_DATA / "Bathroom_Humidity.csv"
+    if not source.exists():
+        pytest.skip(f"{source} is not here (the shared data folder)")
+    lines = sum(1 for line in source.read_text().splitlines() if line.strip())
+    done = hearth("replay", str(source), "--format", "series")
+    assert done.returncode == 0, done.stderr
+    assert f"replayed {lines} readings" in done.stderr
+
+
+def test_replay_refuses_a_bad_speed_and_an_existing_buffer(tmp_path: Path) -> None:
+    casas = Path(__file__).parent / "fixtures" / "casas_sample.txt"
+    assert "use 'max' or a positive number" in hearth("replay", str(casas), "--speed", "-3").stderr
+    (tmp_path / "x.db").write_text("")
+    done = hearth("replay", str(casas), "--db", str(tmp_path / "x.db"))
+    assert done.returncode == 2 and "exists" in done.stderr
