@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO := demo-data
-HOME_DATA := ../shared/data/open-smart-home
+HOME_DATA ?= ../shared/data/open-smart-home
 
 .PHONY: install demo test lint bench clean
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import bench_rss, bench_store
+from tests.benchmarks import bench_gpio, bench_replay, bench_rss, bench_store
 
 OUT = Path("bench-results")
 
@@ -51,6 +51,25 @@ def main() -> None:
 
     results["commit_latency"] = bench_store.commit_latency()
     section("Group commit latency", results["commit_latency"])
+
+    results["gpio_edge_to_emit"] = bench_gpio.edge_to_emit()
+    section(
+        "GPIO edge to emit on the loop (no debounce: the driver's own cost)",
+        results["gpio_edge_to_emit"],
+    )
+    results["gpio_press_to_held"] = bench_gpio.press_to_held()
+    section(
+        "GPIO pull cord: press to BUTTON=1 with hold 0.5 s, debounce 50 ms",
+        results["gpio_press_to_held"],
+    )
+
+    results["replay_open_smart_home"] = bench_replay.open_smart_home_throughput()
+    section(
+        "Replay of the whole Open Smart Home data set (as fast as possible)",
+        results["replay_open_smart_home"],
+    )
+    results["replay_casas"] = bench_replay.casas_throughput()
+    section("Replay of a generated 1M-line CASAS log", results["replay_casas"])
 
     OUT.mkdir(exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
