@@ -45,8 +45,10 @@ def build_sources(config: HubConfig, clock: Clock) -> list[ReadingSource]:
         choice = config.gpio.pin_factory
         mock = None if choice is PinFactoryChoice.AUTO else choice is PinFactoryChoice.MOCK
         sources.append(GpioSource([GpioSpec.from_config(s) for s in gpio], clock, mock=mock))
-    for sensor in by_source[SensorSource.BLE]:
-        log.warning("sensor %s: no ble driver in this version; it will not be read", sensor.id)
+    if by_source[SensorSource.BLE]:
+        from drivers.ble.scanner import BleSource
+
+        sources.append(BleSource.from_config(config, clock))
     return sources
 
 

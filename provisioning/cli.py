@@ -20,6 +20,7 @@ import typer
 
 from hub import __version__
 from provisioning.config_cmd import config_app
+from provisioning.sensors_cmd import sensors_app
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
@@ -34,6 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_app, name="config")
+app.add_typer(sensors_app, name="sensors")
 
 ConfigOption = Annotated[
     Path,

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import bench_gpio, bench_replay, bench_rss, bench_store
+from tests.benchmarks import (
+    bench_ble_callback,
+    bench_ble_e2e,
+    bench_gpio,
+    bench_replay,
+    bench_rss,
+    bench_store,
+)
 
 OUT = Path("bench-results")
 
@@ -51,6 +58,15 @@ def main() -> None:
 
     results["commit_latency"] = bench_store.commit_latency()
     section("Group commit latency", results["commit_latency"])
+
+    results["ble_callback"] = bench_ble_callback.callback_costs()
+    section("BLE detection callback, microseconds per advert by path", results["ble_callback"])
+
+    results["ble_end_to_end"] = bench_ble_e2e.adverts_per_second_end_to_end()
+    section(
+        "BLE adverts end to end: fake BlueZ -> bleak -> pipeline -> store",
+        results["ble_end_to_end"],
+    )
 
     results["gpio_edge_to_emit"] = bench_gpio.edge_to_emit()
     section(
