@@ -468,6 +468,7 @@ class ColdHomeCheck(_Section):
 
 class OverheatingCheck(_Section):
     bedroom_above_c: Annotated[_Float, Field(ge=15, le=45)] = 26.0
+    for_minutes: Annotated[_Int, Field(ge=1, le=720)] = 60
     night_start: _ClockTime = "22:00"
     night_end: _ClockTime = "07:00"
 
@@ -554,6 +555,7 @@ class LearningSettings(_Section):
 
 class SensorSilentCheck(_Section):
     missed_intervals: Annotated[_Int, Field(ge=1, le=100)] = 3
+    battery_low_pct: Annotated[_Float, Field(ge=1, le=90)] = 15.0
 
 
 class ChecksSection(_Section):

@@ -3,11 +3,12 @@ and the tool a council uses to try thresholds on its own data (`hearth replay`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.config import HubConfig, HubSection, SensorConfig, SensorSource, StoreSection
+from hub.events import Alert
 from hub.runtime import Hub, RunSummary
 
 
@@ -42,6 +43,7 @@ async def replay(
     config: HubConfig | None,
     speed: float | None,
     db_path: Path,
+    on_alert: Callable[[Alert], None] | None = None,
 ) -> ReplayResult:
     """Play `paths` into a fresh buffer at `db_path`; as fast as possible when speed is None."""
     import asyncio
@@ -57,6 +59,6 @@ async def replay(
         for s in inferred
     ]
     cfg = replay_config(config, sensors, db_path)
-    hub = Hub(cfg, clock, [source], stop_when_sources_end=True)
+    hub = Hub(cfg, clock, [source], stop_when_sources_end=True, on_alert=on_alert)
     summary = await hub.run()
     return ReplayResult(summary, db_path, source.describe_inferred(), source.stats.summary())

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.base import Emit, ReadingSource
 from hub import __version__
+from hub.checks import CheckEngine
 from hub.clock import Clock
 from hub.config import HubConfig, PinFactoryChoice, SensorSource
-from hub.events import Reading, SystemEvent, SystemKind
+from hub.events import Alert, Reading, SystemEvent, SystemKind
 from hub.store import GroupCommitter, Store, StoreLimits
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunSummary:
     readings: int
+    alerts: int
     committed: int
     last_seq: int
 
@@ -67,23 +69,36 @@ class Hub:
         sources: Sequence[ReadingSource] | None = None,
         *,
         stop_when_sources_end: bool = False,
+        on_alert: Callable[[Alert], None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.sources = list(sources) if sources is not None else build_sources(config, clock)
         self.stop_when_sources_end = stop_when_sources_end  # a replay: stop when data ends
+        self.on_alert = on_alert  # besides the buffer: `hearth replay` prints each alert
         self.readings = 0
+        self.alerts = 0
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _emit_to(self, committer: GroupCommitter) -> Emit:
+    def _emit_to(self, committer: GroupCommitter, engine: CheckEngine) -> Emit:
         def emit(reading: Reading) -> None:
             self.readings += 1
             committer.add(reading)
+            engine.on_reading(reading)  # pull cord and leak alerts are raised in this call
 
         return emit
+
+    def _alert_to(self, committer: GroupCommitter) -> Callable[[Alert], None]:
+        def deliver(alert: Alert) -> None:
+            self.alerts += 1
+            committer.add(alert)  # committed before this returns
+            if self.on_alert is not None:
+                self.on_alert(alert)
+
+        return deliver
 
     async def run(self, duration_s: float | None = None) -> RunSummary:
         """Run until `stop()`, SIGTERM/SIGINT, or `duration_s` of the hub's clock."""
@@ -98,11 +113,16 @@ class Hub:
         try:
             started = {"version": __version__, "sensors": len(self.config.sensors)}
             committer.add(SystemEvent(SystemKind.HUB_STARTED, started, self.clock.stamp()))
-            emit = self._emit_to(committer)
+            engine = CheckEngine(self.config, self.clock, self._alert_to(committer), store)
+            emit = self._emit_to(committer, engine)
             sources = [asyncio.create_task(src.run(emit), name=src.name) for src in self.sources]
             for task in sources:
                 task.add_done_callback(_report_source_end)
-            tasks = [*sources, asyncio.create_task(self._watch_sources(sources), name="watch")]
+            tasks = [
+                *sources,
+                asyncio.create_task(self._watch_sources(sources), name="watch"),
+                asyncio.create_task(engine.run_ticks(), name="checks"),
+            ]
             if duration_s is not None:
                 tasks.append(asyncio.create_task(self._stop_after(duration_s), name="timer"))
             log.info("hub running: %d sources, buffer %s", len(self.sources), store.path)
@@ -116,7 +136,7 @@ class Hub:
             committer.close()
             last_seq = store.last_seq
             store.close()
-        return RunSummary(self.readings, committer.stats.events, last_seq)
+        return RunSummary(self.readings, self.alerts, committer.stats.events, last_seq)
 
     async def _watch_sources(self, sources: list[asyncio.Task[None]]) -> None:
         await asyncio.gather(*sources, return_exceptions=True)

@@ -113,7 +113,8 @@ def run(
     except StoreOpenError as exc:
         raise fail(f"{exc}; the buffer was left untouched") from None
     typer.echo(
-        f"hub stopped: {summary.readings} readings, {summary.committed} events committed,"
+        f"hub stopped: {summary.readings} readings, {summary.alerts} alert events,"
+        f" {summary.committed} events committed,"
         f" last sequence {summary.last_seq}",
         err=True,
     )
@@ -141,6 +142,9 @@ def replay(
     """Play recorded data through the hub pipeline on a simulated clock."""
     import tempfile
 
+    from hub.checks.output import alert_record
+    from hub.checks.timeline import LocalClock
+    from hub.events import Alert
     from hub.replay import replay as run_replay
 
     cfg = _load(config) if config else None
@@ -154,14 +158,26 @@ def replay(
         db_path = (db or Path(scratch) / "replay.db").absolute()
         if db is not None and db_path.exists():
             raise fail(f"{db_path} exists; replay writes a fresh buffer (remove it first)")
+        local = LocalClock(cfg.hub.timezone if cfg else "Europe/London")
+
+        def print_alert(alert: Alert) -> None:
+            typer.echo(json.dumps(alert_record(alert, local), ensure_ascii=False))
+
         try:
-            result = asyncio.run(run_replay(files, fmt, config=cfg, speed=pace, db_path=db_path))
+            result = asyncio.run(
+                run_replay(
+                    files, fmt, config=cfg, speed=pace, db_path=db_path, on_alert=print_alert
+                )
+            )
         except ValueError as exc:
             raise fail(str(exc)) from None
     for line in [*result.inferred, *result.stats]:
         typer.echo(line, err=True)
     kept = f"buffer {db_path}" if db else "buffer discarded (--db PATH keeps it)"
-    typer.echo(f"replayed {result.run.readings} readings; {kept}", err=True)
+    typer.echo(
+        f"replayed {result.run.readings} readings, {result.run.alerts} alert events; {kept}",
+        err=True,
+    )
 
 
 def _ago(ts: float | None) -> str:

@@ -141,7 +141,12 @@ def test_replay_of_a_casas_log_into_a_kept_buffer(tmp_path: Path) -> None:
     assert "inferred" in done.stderr and "replayed" in done.stderr
     status = json.loads(hearth("status", "--db", str(db), "--json").stdout)
     replayed = int(done.stderr.split("replayed ")[-1].split(" readings")[0])
-    assert replayed > 0 and status["total_events"] == replayed + 1  # + hub_started
+    alerts = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(
+        {"check", "severity", "state", "room", "sensor", "time", "evidence"} <= a.keys()
+        for a in alerts
+    )
+    assert replayed > 0 and status["total_events"] == replayed + len(alerts) + 1  # + started
 
 
 @pytest.mark.ci_required

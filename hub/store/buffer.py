@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,6 +312,30 @@ class Store:
     def used_bytes(self) -> int:
         with self._lock:
             return quota.used_bytes(self._conn)
+
+    # -- check state (hub.checks) ---------------------------------------------------------
+
+    def load_check_state(self) -> dict[str, str]:
+        """The anomaly checks' saved state: check name -> JSON text."""
+        with self._lock:
+            rows = self._conn.execute("SELECT name, state FROM check_state").fetchall()
+        return {name: state for name, state in rows}
+
+    def save_check_state(self, states: Mapping[str, str], saved_at: float) -> None:
+        """Replace the named states in one durable transaction: all of them or none
+        (StoreWriteError)."""
+        rows = [(name, state, saved_at) for name, state in states.items()]
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO check_state (name, state, saved_at) VALUES (?, ?, ?)",
+                    rows,
+                )
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreWriteError(f"could not save the checks' state: {exc}") from exc
 
     # -- reading back --------------------------------------------------------------------
 

@@ -79,6 +79,21 @@ def m002_open_alerts(db: Database) -> None:
         )
 
 
+@migrations()
+def m003_check_state(db: Database) -> None:
+    """Saved state of the anomaly checks (hub.checks), one JSON row per check, so a restart
+    forgets neither a running condition nor a learned routine. Not events: never synced."""
+    db.execute(
+        """
+        CREATE TABLE check_state (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            saved_at REAL NOT NULL
+        )
+        """
+    )
+
+
 def apply(db: Database) -> list[str]:
     """Bring the buffer to the current schema; returns the names of migrations applied."""
     pending = [m.name for m in migrations.pending(db)]
