@@ -12,6 +12,7 @@ from typing import Any
 from tests.benchmarks import (
     bench_ble_callback,
     bench_ble_e2e,
+    bench_checks,
     bench_gpio,
     bench_replay,
     bench_rss,
@@ -86,6 +87,9 @@ def main() -> None:
     )
     results["replay_casas"] = bench_replay.casas_throughput()
     section("Replay of a generated 1M-line CASAS log", results["replay_casas"])
+
+    results["checks"] = bench_checks.checks_throughput()
+    section("Readings per second through all checks together (one core)", results["checks"])
 
     OUT.mkdir(exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
