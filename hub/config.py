@@ -549,6 +549,18 @@ class InactivityCheck(_Section):
     ceiling_night_hours: Annotated[_Float, Field(ge=1, le=24)] = 10.0
 
 
+class KitchenNotUsedCheck(_Section):
+    """The window in which a usually-used kitchen going unused is worth a note (GrandCare)."""
+
+    window_start: _ClockTime = "08:00"
+    window_end: _ClockTime = "12:00"
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> Self:
+        _raise_problems(list(_empty_window(self.window_start, self.window_end, "window_")))
+        return self
+
+
 class LearningSettings(_Section):
     min_days: Annotated[_Int, Field(ge=1, le=90)] = 7
 
@@ -569,6 +581,7 @@ class ChecksSection(_Section):
     night: NightWindow = Field(default_factory=NightWindow)
     out_of_bed: OutOfBedCheck = Field(default_factory=OutOfBedCheck)
     inactivity: InactivityCheck = Field(default_factory=InactivityCheck)
+    kitchen_not_used: KitchenNotUsedCheck = Field(default_factory=KitchenNotUsedCheck)
     learning: LearningSettings = Field(default_factory=LearningSettings)
     sensor_silent: SensorSilentCheck = Field(default_factory=SensorSilentCheck)
 
