@@ -114,7 +114,9 @@ class InactivityCheck(Check):
             # out_of_bed's. (By day, a long stillness in bed is still raised.)
             return
         gap = t - where.last_t
-        limit = self._limit(gap, where.last_wall, stamp.wall_time)
+        # Still on the mat after the night: a late lie-in is judged by the day ceiling only,
+        # not by the learned limit (which knows gaps, not sleep).
+        limit = self._limit(gap, where.last_wall, stamp.wall_time, learned=not self.in_bed)
         if limit is None:
             return
         suspects = sorted(suspect_sensors(self.ctx, self.motion_ids, t))
@@ -147,14 +149,16 @@ class InactivityCheck(Check):
         usual = self.gaps.highest([(hour - 1) % HOURS, hour, (hour + 1) % HOURS])
         return max(GAP_FLOOR_S, GAP_MARGIN * usual)
 
-    def _limit(self, gap: float, start_wall: float, now_wall: float) -> str | None:
+    def _limit(
+        self, gap: float, start_wall: float, now_wall: float, *, learned: bool = True
+    ) -> str | None:
         day, night = self._split(gap, start_wall, now_wall)
         if day >= self.day_ceiling_s:
             return "day ceiling"
         if night >= self.night_ceiling_s:
             return "night ceiling"
-        learned = self.learned_limit_s(start_wall)
-        if learned is not None and gap >= learned:
+        limit = self.learned_limit_s(start_wall) if learned else None
+        if limit is not None and gap >= limit:
             return "learned"
         return None
 

@@ -15,6 +15,7 @@ from tests.benchmarks import (
     bench_checks,
     bench_gpio,
     bench_replay,
+    bench_replay_home,
     bench_rss,
     bench_store,
 )
@@ -90,6 +91,12 @@ def main() -> None:
 
     results["checks"] = bench_checks.checks_throughput()
     section("Readings per second through all checks together (one core)", results["checks"])
+
+    results["replay_30_day_home"] = bench_replay_home.thirty_day_home()
+    section(
+        "A 30-day simulated home through `hearth replay` (driver, checks, buffer)",
+        results["replay_30_day_home"],
+    )
 
     OUT.mkdir(exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
