@@ -27,7 +27,7 @@ CHECKS = (
     "ventilation",
     "pm25",
     "pull_cord",
-    "leak",
+    "water_leak",
     "night_exit",
     "out_of_bed",
     "inactivity",
