@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
     ValidationError,
     ValidationInfo,
@@ -51,6 +52,7 @@ __all__ = [
     "OutOfBedCheck",
     "OverheatingCheck",
     "Pm25Check",
+    "RoomChecks",
     "RoomRole",
     "SensorConfig",
     "SensorKind",
@@ -570,6 +572,23 @@ class SensorSilentCheck(_Section):
     battery_low_pct: Annotated[_Float, Field(ge=1, le=90)] = 15.0
 
 
+# The checks a room may override: the environmental ones, whose right level depends on the
+# room (a bathroom is meant to be humid); the rest are about the person, not the room.
+ROOM_CHECKS: tuple[str, ...] = ("cold_home", "overheating", "damp", "ventilation", "pm25")
+
+
+class RoomChecks(_Section):
+    """One room's overrides, kept as written: each merges over the home's values, and only the
+    merged result is validated (ChecksSection._merge_rooms), so a change to a home value
+    still reaches the room for every key the room does not set itself."""
+
+    cold_home: dict[str, Any] | None = None
+    overheating: dict[str, Any] | None = None
+    damp: dict[str, Any] | None = None
+    ventilation: dict[str, Any] | None = None
+    pm25: dict[str, Any] | None = None
+
+
 class ChecksSection(_Section):
     # Most alerts one check may raise per day, so a flapping sensor cannot flood the night carer.
     daily_cap: Annotated[_Int, Field(ge=1, le=100)] = 3
@@ -584,6 +603,60 @@ class ChecksSection(_Section):
     kitchen_not_used: KitchenNotUsedCheck = Field(default_factory=KitchenNotUsedCheck)
     learning: LearningSettings = Field(default_factory=LearningSettings)
     sensor_silent: SensorSilentCheck = Field(default_factory=SensorSilentCheck)
+    # [checks.rooms."<room name>".<check>]: per-room overrides (HubConfig checks the names).
+    rooms: dict[str, RoomChecks] = Field(default_factory=dict)
+
+    _for_room: dict[str, "ChecksSection"] = PrivateAttr(default_factory=dict)
+
+    @field_validator("rooms")
+    @classmethod
+    def _merge_rooms(
+        cls, rooms: dict[str, RoomChecks], info: ValidationInfo
+    ) -> dict[str, RoomChecks]:
+        """Validate each override merged over the home's values, and keep it normalised
+        (e.g. a TOML time as "HH:MM") so that it writes back as it reads."""
+        problems: list[_Problem] = []
+        normalised: dict[str, RoomChecks] = {}
+        for room, overrides in rooms.items():
+            kept: dict[str, dict[str, Any]] = {}
+            for name in ROOM_CHECKS:
+                override = getattr(overrides, name)
+                home = info.data.get(name)
+                if override is None or home is None:  # a bad home value is reported already
+                    continue
+                model = type(home)
+                try:
+                    merged = model.model_validate({**home.model_dump(), **override})
+                except ValidationError as exc:
+                    problems.extend(
+                        ((room, name, *loc), message) for loc, message in _located(exc, model)
+                    )
+                    continue
+                kept[name] = {key: getattr(merged, key) for key in override}
+            normalised[room] = RoomChecks(**kept)
+        _raise_problems(problems)
+        return normalised
+
+    @model_validator(mode="after")
+    def _settle_rooms(self) -> Self:
+        # Merged once here rather than on first use, so that two equal files give equal
+        # configs (pydantic compares private attributes too).
+        merged: dict[str, ChecksSection] = {}
+        for room, overrides in self.rooms.items():
+            update: dict[str, Any] = {"rooms": {}}
+            for name in ROOM_CHECKS:
+                override = getattr(overrides, name)
+                if override is not None:
+                    home = getattr(self, name)
+                    update[name] = type(home).model_validate({**home.model_dump(), **override})
+            merged[room] = self.model_copy(update=update)
+        self._for_room = merged
+        return self
+
+    def for_room(self, room: str) -> "ChecksSection":
+        """The settings for sensors in `room`: the home's, with that room's overrides merged
+        in (a room without overrides gets the home's own section)."""
+        return self._for_room.get(room, self)
 
 
 def _empty_window(start: str, end: str, prefix: str) -> Iterator[_Problem]:
@@ -636,6 +709,29 @@ class HubConfig(_Section):
                     )
         _raise_problems(problems)
         return sensors
+
+    @field_validator("checks")
+    @classmethod
+    def _override_rooms_exist(cls, checks: ChecksSection, info: ValidationInfo) -> ChecksSection:
+        # A misspelt room would otherwise leave its sensors on the home's values, silently.
+        sensors: tuple[SensorConfig, ...] | None = info.data.get("sensors")
+        if sensors is None:  # the sensors are wrong already: their rooms are not known
+            return checks
+        known = sorted({sensor.room for sensor in sensors})
+        problems: list[_Problem] = []
+        for room in checks.rooms:
+            if room not in known:
+                message = f"no sensor is in room {room!r} (rooms: {', '.join(known) or 'none'})"
+                close = difflib.get_close_matches(room, known, n=1)
+                if close:
+                    message += f"; did you mean {close[0]!r}?"
+                problems.append((("rooms", room), message))
+        _raise_problems(problems)
+        return checks
+
+    def checks_for_room(self, room: str) -> ChecksSection:
+        """The check settings for sensors in `room` (see ChecksSection.for_room)."""
+        return self.checks.for_room(room)
 
     @property
     def store_path(self) -> Path:
@@ -753,6 +849,8 @@ def _to_toml_data(config: HubConfig) -> dict[str, Any]:
         if sensor["source"] != SensorSource.BLE:
             for name in _BLE_ONLY_FIELDS:
                 sensor.pop(name, None)
+    if not data["checks"]["rooms"]:
+        del data["checks"]["rooms"]
     # An empty [council] table or `sensors = []` only adds noise for the installer.
     return {key: value for key, value in data.items() if value not in ({}, [])}
 
@@ -779,15 +877,20 @@ def _lower_first(text: str) -> str:
 
 
 def _problems_from(exc: ValidationError) -> list[str]:
-    lines: list[str] = []
+    return [_join_location(loc, message) for loc, message in _located(exc, HubConfig)]
+
+
+def _located(exc: ValidationError, root: type[BaseModel]) -> list[_Problem]:
+    """Each problem of `exc` with its location relative to `root`, the model validated."""
+    problems: list[_Problem] = []
     for error in exc.errors(include_url=False):
         loc: _Loc = tuple(error["loc"])
         if error["type"] == _RULES:
             for sub_loc, message in error.get("ctx", {}).get("problems", []):
-                lines.append(_join_location(loc + tuple(sub_loc), message))
+                problems.append((loc + tuple(sub_loc), message))
         else:
-            lines.append(_join_location(loc, _message_for(error, loc)))
-    return lines
+            problems.append((loc, _message_for(error, loc, root)))
+    return problems
 
 
 def _join_location(loc: _Loc, message: str) -> str:
@@ -804,17 +907,17 @@ def _format_location(loc: _Loc) -> str:
     return text
 
 
-def _message_for(error: ErrorDetails, loc: _Loc) -> str:
+def _message_for(error: ErrorDetails, loc: _Loc, root: type[BaseModel] = HubConfig) -> str:
     kind = error["type"]
     value = error["input"]
     ctx: dict[str, Any] = error.get("ctx", {})
     got = _describe(value)
     if kind == "missing":
-        if _model_in(_annotation_at(loc)) is not None:
+        if _model_in(_annotation_at(loc, root)) is not None:
             return f"required section [{_format_location(loc)}] is missing"
         return "required key is missing"
     if kind == "extra_forbidden":
-        return _unknown_key_message(loc)
+        return _unknown_key_message(loc, root)
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"expected a whole number, got {got}"
     if kind in ("float_type", "float_parsing"):
@@ -828,7 +931,7 @@ def _message_for(error: ErrorDetails, loc: _Loc) -> str:
     if kind == "path_type":
         return f"expected a path (a string in quotes), got {got}"
     if kind == "enum":
-        return _enum_message(loc, value, ctx)
+        return _enum_message(loc, value, ctx, root)
     if kind == "greater_than_equal":
         return f"must be at least {_number(ctx['ge'])}"
     if kind == "less_than_equal":
@@ -875,8 +978,8 @@ def _describe(value: object) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _unknown_key_message(loc: _Loc) -> str:
-    model = _model_in(_annotation_at(loc[:-1])) if loc[:-1] else HubConfig
+def _unknown_key_message(loc: _Loc, root: type[BaseModel]) -> str:
+    model = _model_in(_annotation_at(loc[:-1], root)) if loc[:-1] else root
     key = str(loc[-1])
     if model is None:
         return "unknown key"
@@ -887,9 +990,9 @@ def _unknown_key_message(loc: _Loc) -> str:
     return f"unknown key (allowed here: {', '.join(allowed)})"
 
 
-def _enum_message(loc: _Loc, value: object, ctx: dict[str, Any]) -> str:
+def _enum_message(loc: _Loc, value: object, ctx: dict[str, Any], root: type[BaseModel]) -> str:
     enum_type = next(
-        (kind for kind in _types_in(_annotation_at(loc)) if issubclass(kind, enum.Enum)),
+        (kind for kind in _types_in(_annotation_at(loc, root)) if issubclass(kind, enum.Enum)),
         None,
     )
     if enum_type is None:
@@ -907,12 +1010,17 @@ def _enum_message(loc: _Loc, value: object, ctx: dict[str, Any]) -> str:
     return message
 
 
-def _annotation_at(loc: _Loc) -> Any:
-    """The declared type at `loc`, found by walking the models (list indexes are skipped)."""
-    model: type[BaseModel] | None = HubConfig
-    annotation: Any = HubConfig
+def _annotation_at(loc: _Loc, root: type[BaseModel] = HubConfig) -> Any:
+    """The declared type at `loc` from `root`, found by walking the models (list indexes and
+    the keys of a table of tables, like checks.rooms."<room>", are skipped)."""
+    model: type[BaseModel] | None = root
+    annotation: Any = root
     for part in loc:
         if isinstance(part, int):
+            continue
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+            model = _model_in(annotation)
             continue
         if model is None or part not in model.model_fields:
             return None

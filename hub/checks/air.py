@@ -5,7 +5,8 @@ Defaults and sources (DESIGN.md): damp, RH above 70 % for more than 2 h in any 1
 ventilation, CO2 above 1500 ppm for 1 h+, good again below 800 ppm (HSE); fine particles,
 PM2.5 24 h mean above 15 µg/m³ (WHO 2021). Damp and PM2.5 are rolling-window rules, so a
 shower (90 %+ for well under an hour) does not alarm, and the windows are kept with running
-totals (windows.py), never by rescanning the readings.
+totals (windows.py), never by rescanning the readings. Each sensor uses its room's
+thresholds ([checks.rooms]), fixed when its state is made.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 from hub.checks.base import Check, CheckContext, register
 from hub.checks.lifecycle import Condition, Step
 from hub.checks.windows import HeldValue, RollingMean, WindowedDuration
+from hub.config import DampCheck as DampSettings
+from hub.config import Pm25Check as Pm25Settings
 from hub.config import SensorConfig
+from hub.config import VentilationCheck as VentilationSettings
 from hub.events import Quantity, Reading, Severity, Stamp
 
 DAMP_CLEAR_FRACTION = 0.5  # damp clears when both totals are at most half their limits
@@ -33,9 +37,29 @@ def _r(value: float, digits: int = 1) -> float:
 # --- damp ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _DampLimits:
+    rh_high: float
+    rh_very_high: float
+    high_limit_s: float
+    very_high_limit_s: float
+    window_s: float
+
+    @classmethod
+    def of(cls, cfg: DampSettings) -> _DampLimits:
+        return cls(
+            cfg.rh_high,
+            cfg.rh_very_high,
+            cfg.high_minutes * 60.0,
+            cfg.very_high_minutes * 60.0,
+            cfg.window_hours * 3600.0,
+        )
+
+
 @dataclass(slots=True)
 class _Damp:
     cond: Condition
+    limits: _DampLimits  # from the config: not saved
     held: HeldValue
     high: WindowedDuration
     very_high: WindowedDuration
@@ -56,20 +80,16 @@ class DampCheck(Check):
 
     def __init__(self, ctx: CheckContext) -> None:
         super().__init__(ctx)
-        cfg = ctx.checks.damp
-        self.rh_high = cfg.rh_high
-        self.rh_very_high = cfg.rh_very_high
-        self.high_limit_s = cfg.high_minutes * 60.0
-        self.very_high_limit_s = cfg.very_high_minutes * 60.0
-        self.window_s = cfg.window_hours * 3600.0
         self._states: dict[str, _Damp] = {}
 
     def _new(self, sensor: SensorConfig) -> _Damp:
+        limits = _DampLimits.of(self.ctx.checks_for(sensor).damp)
         return _Damp(
             Condition(sensor.room, sensor.id),
+            limits,
             HeldValue(self.ctx.hold_s),
-            WindowedDuration(self.window_s),
-            WindowedDuration(self.window_s),
+            WindowedDuration(limits.window_s),
+            WindowedDuration(limits.window_s),
         )
 
     def on_reading(self, reading: Reading, sensor: SensorConfig, t: float) -> None:
@@ -94,18 +114,19 @@ class DampCheck(Check):
             return
         value = state.held.value
         assert value is not None
-        if value > self.rh_high:
+        if value > state.limits.rh_high:
             state.high.add(*span)
-            if value > self.rh_very_high:
+            if value > state.limits.rh_very_high:
                 state.very_high.add(*span)
 
     def _evaluate(self, state: _Damp, stamp: Stamp, t: float) -> None:
+        lim = state.limits
         high_s = state.high.total(t)
         very_s = state.very_high.total(t)
-        inside = high_s > self.high_limit_s or very_s > self.very_high_limit_s
+        inside = high_s > lim.high_limit_s or very_s > lim.very_high_limit_s
         outside = (
-            high_s <= self.high_limit_s * DAMP_CLEAR_FRACTION
-            and very_s <= self.very_high_limit_s * DAMP_CLEAR_FRACTION
+            high_s <= lim.high_limit_s * DAMP_CLEAR_FRACTION
+            and very_s <= lim.very_high_limit_s * DAMP_CLEAR_FRACTION
         )
         step = state.cond.track(t, inside, outside, 0.0)
         if step is Step.RAISE:
@@ -115,23 +136,24 @@ class DampCheck(Check):
             self.alerts.clear(state.cond, stamp, t, self._evidence(state, high_s, very_s))
 
     def _evidence(self, state: _Damp, high_s: float, very_s: float) -> dict[str, Any]:
+        lim = state.limits
         rules = []
-        if high_s > self.high_limit_s:
-            rules.append(f"above {self.rh_high:g} % for more than {self.high_limit_s / 60:g} min")
-        if very_s > self.very_high_limit_s:
+        if high_s > lim.high_limit_s:
+            rules.append(f"above {lim.rh_high:g} % for more than {lim.high_limit_s / 60:g} min")
+        if very_s > lim.very_high_limit_s:
             rules.append(
-                f"above {self.rh_very_high:g} % for more than {self.very_high_limit_s / 60:g} min"
+                f"above {lim.rh_very_high:g} % for more than {lim.very_high_limit_s / 60:g} min"
             )
         value = state.held.value
         return {
             "humidity_pct": None if value is None else _r(value),
             "minutes_above_high": _r(high_s / 60.0),
             "minutes_above_very_high": _r(very_s / 60.0),
-            "rh_high_pct": self.rh_high,
-            "high_minutes": round(self.high_limit_s / 60.0),
-            "rh_very_high_pct": self.rh_very_high,
-            "very_high_minutes": round(self.very_high_limit_s / 60.0),
-            "window_hours": _r(self.window_s / 3600.0),
+            "rh_high_pct": lim.rh_high,
+            "high_minutes": round(lim.high_limit_s / 60.0),
+            "rh_very_high_pct": lim.rh_very_high,
+            "very_high_minutes": round(lim.very_high_limit_s / 60.0),
+            "window_hours": _r(lim.window_s / 3600.0),
             "rules_met": rules,
         }
 
@@ -157,9 +179,21 @@ class DampCheck(Check):
 # --- ventilation --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _VentilationLimits:
+    above_ppm: float
+    good_ppm: float
+    min_s: float
+
+    @classmethod
+    def of(cls, cfg: VentilationSettings) -> _VentilationLimits:
+        return cls(float(cfg.co2_above_ppm), float(cfg.co2_good_ppm), cfg.for_minutes * 60.0)
+
+
 @dataclass(slots=True)
 class _Level:
     cond: Condition
+    limits: _VentilationLimits  # from the config: not saved
     value: float = 0.0
     last_t: float = float("-inf")
     highest: float = 0.0
@@ -172,16 +206,16 @@ class VentilationCheck(Check):
 
     def __init__(self, ctx: CheckContext) -> None:
         super().__init__(ctx)
-        cfg = ctx.checks.ventilation
-        self.above_ppm = float(cfg.co2_above_ppm)
-        self.good_ppm = float(cfg.co2_good_ppm)
-        self.min_s = cfg.for_minutes * 60.0
         self._states: dict[str, _Level] = {}
+
+    def _limits(self, sensor: SensorConfig) -> _VentilationLimits:
+        return _VentilationLimits.of(self.ctx.checks_for(sensor).ventilation)
 
     def on_reading(self, reading: Reading, sensor: SensorConfig, t: float) -> None:
         state = self._states.get(sensor.id)
         if state is None:
-            state = self._states[sensor.id] = _Level(Condition(sensor.room, sensor.id))
+            state = _Level(Condition(sensor.room, sensor.id), self._limits(sensor))
+            self._states[sensor.id] = state
         elif t < state.last_t:
             return
         if t - state.last_t > self.ctx.hold_s and not state.cond.raised:
@@ -196,11 +230,11 @@ class VentilationCheck(Check):
                 self._evaluate(state, stamp, t)
 
     def _evaluate(self, state: _Level, stamp: Stamp, t: float) -> None:
-        value, cond = state.value, state.cond
-        inside = value > self.above_ppm
+        value, cond, lim = state.value, state.cond, state.limits
+        inside = value > lim.above_ppm
         # Pending needs CO2 above 1500 throughout; once raised, only below 800 clears it.
         step = cond.track(
-            t, inside, value < self.good_ppm, self.min_s, VENTILATION_CLEAR_HOLD_S, not inside
+            t, inside, value < lim.good_ppm, lim.min_s, VENTILATION_CLEAR_HOLD_S, not inside
         )
         if cond.since is None:
             state.highest = 0.0
@@ -213,14 +247,14 @@ class VentilationCheck(Check):
             state.highest = 0.0
 
     def _evidence(self, state: _Level, t: float) -> dict[str, Any]:
-        since = state.cond.since
+        since, lim = state.cond.since, state.limits
         return {
             "co2_ppm": round(state.value),
             "highest_ppm": round(state.highest),
             "for_min": None if since is None else round((t - since) / 60.0),
-            "co2_above_ppm": round(self.above_ppm),
-            "sustained_min": round(self.min_s / 60.0),
-            "co2_good_ppm": round(self.good_ppm),
+            "co2_above_ppm": round(lim.above_ppm),
+            "sustained_min": round(lim.min_s / 60.0),
+            "co2_good_ppm": round(lim.good_ppm),
         }
 
     def state(self) -> dict[str, Any]:
@@ -239,9 +273,11 @@ class VentilationCheck(Check):
 
     def restore(self, state: Mapping[str, Any]) -> None:
         for sensor_id, saved in state["sensors"].items():
-            if sensor_id in self.ctx.sensors:
+            sensor = self.ctx.sensors.get(sensor_id)
+            if sensor is not None:
                 self._states[sensor_id] = _Level(
                     Condition.from_state(saved["cond"]),
+                    self._limits(sensor),
                     float(saved["value"]),
                     float(saved["last_t"]),
                     float(saved["highest"]),
@@ -254,9 +290,22 @@ class VentilationCheck(Check):
 # --- fine particles -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Pm25Limits:
+    above: float
+    window_s: float
+    bucket_s: float
+
+    @classmethod
+    def of(cls, cfg: Pm25Settings) -> _Pm25Limits:
+        window_s = cfg.window_hours * 3600.0
+        return cls(cfg.mean_above_ugm3, window_s, min(600.0, window_s / 24.0))
+
+
 @dataclass(slots=True)
 class _Particles:
     cond: Condition
+    limits: _Pm25Limits  # from the config: not saved
     held: HeldValue
     mean: RollingMean = field(repr=False)
 
@@ -268,17 +317,15 @@ class Pm25Check(Check):
 
     def __init__(self, ctx: CheckContext) -> None:
         super().__init__(ctx)
-        cfg = ctx.checks.pm25
-        self.above = cfg.mean_above_ugm3
-        self.window_s = cfg.window_hours * 3600.0
-        self.bucket_s = min(600.0, self.window_s / 24.0)
         self._states: dict[str, _Particles] = {}
 
     def _new(self, sensor: SensorConfig) -> _Particles:
+        limits = _Pm25Limits.of(self.ctx.checks_for(sensor).pm25)
         return _Particles(
             Condition(sensor.room, sensor.id),
+            limits,
             HeldValue(self.ctx.hold_s),
-            RollingMean(self.window_s, self.bucket_s),
+            RollingMean(limits.window_s, limits.bucket_s),
         )
 
     def on_reading(self, reading: Reading, sensor: SensorConfig, t: float) -> None:
@@ -302,11 +349,12 @@ class Pm25Check(Check):
             state.mean.add(span[0], span[1], state.held.value)
 
     def _evaluate(self, state: _Particles, stamp: Stamp, t: float) -> None:
+        lim = state.limits
         mean = state.mean.mean(t)
         covered = state.mean.covered_s(t)
-        enough = mean is not None and covered >= PM25_MIN_COVERAGE * self.window_s
-        inside = enough and mean is not None and mean > self.above
-        outside = mean is None or mean <= self.above * PM25_CLEAR_FRACTION
+        enough = mean is not None and covered >= PM25_MIN_COVERAGE * lim.window_s
+        inside = enough and mean is not None and mean > lim.above
+        outside = mean is None or mean <= lim.above * PM25_CLEAR_FRACTION
         step = state.cond.track(t, inside, outside, 0.0)
         if step is Step.RAISE:
             evidence = self._evidence(state, mean, covered)
@@ -319,8 +367,8 @@ class Pm25Check(Check):
         return {
             "mean_ugm3": None if mean is None else _r(mean),
             "latest_ugm3": None if value is None else _r(value),
-            "mean_above_ugm3": self.above,
-            "window_hours": _r(self.window_s / 3600.0),
+            "mean_above_ugm3": state.limits.above,
+            "window_hours": _r(state.limits.window_s / 3600.0),
             "hours_with_data": _r(covered / 3600.0),
         }
 

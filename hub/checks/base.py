@@ -49,7 +49,12 @@ class CheckContext:
 
     @property
     def checks(self) -> ChecksSection:
+        """The home's settings; per-sensor thresholds come from `checks_for`."""
         return self.config.checks
+
+    def checks_for(self, sensor: SensorConfig) -> ChecksSection:
+        """The settings for `sensor`: the home's with its room's overrides ([checks.rooms])."""
+        return self.config.checks_for_room(sensor.room)
 
 
 class Check:

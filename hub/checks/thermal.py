@@ -3,7 +3,8 @@
 Defaults and sources (DESIGN.md): cold home below 18 °C for 2 h+ (warning) and below 16 °C
 (urgent), UKHSA cold-weather advice; overheating, a bedroom above 26 °C between 22:00 and
 07:00, the CIBSE TM59 bedroom criterion. Each temperature sensor is its own condition, in the
-room the config gives it.
+room the config gives it, with that room's thresholds ([checks.rooms]), fixed when its state
+is made.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from hub.checks.base import Check, CheckContext, register, setting
 from hub.checks.lifecycle import Condition, Step
@@ -25,9 +26,27 @@ URGENT_CONFIRM_S = 1800.0  # below 16 °C for 30 minutes: one cold gust is not a
 OVERHEAT_MIN_S = 3600.0  # default for checks.overheating.for_minutes (proposed key)
 
 
+@dataclass(frozen=True, slots=True)
+class _ColdLimits:
+    warning_c: float
+    after_s: float
+    urgent_c: float
+
+
+@dataclass(frozen=True, slots=True)
+class _HotLimits:
+    above_c: float
+    window: DailyWindow
+    min_s: float
+
+
+L = TypeVar("L", _ColdLimits, _HotLimits)
+
+
 @dataclass(slots=True)
-class _Temperature:
+class _Temperature(Generic[L]):
     cond: Condition
+    limits: L  # the sensor's room's thresholds (from the config: not saved)
     value: float = math.nan
     last_t: float = -math.inf
     extreme: float = math.nan  # lowest (cold) or highest (overheating) during the condition
@@ -43,7 +62,7 @@ class _Temperature:
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> _Temperature:
+    def from_state(cls, state: Mapping[str, Any], limits: L) -> _Temperature[L]:
         def number(key: str, missing: float) -> float:
             value = state[key]
             return missing if value is None else float(value)
@@ -51,6 +70,7 @@ class _Temperature:
         urgent = state["urgent_since"]
         return cls(
             Condition.from_state(state["cond"]),
+            limits,
             number("value", math.nan),
             number("last_t", -math.inf),
             number("extreme", math.nan),
@@ -58,7 +78,7 @@ class _Temperature:
         )
 
 
-class _TemperatureCheck(Check):
+class _TemperatureCheck(Check, Generic[L]):
     """Per-sensor state, continuity and persistence shared by the two temperature checks."""
 
     quantities = frozenset({Quantity.TEMPERATURE})
@@ -66,12 +86,24 @@ class _TemperatureCheck(Check):
     def __init__(self, ctx: CheckContext) -> None:
         super().__init__(ctx)
         self.hold_s = ctx.hold_s
-        self._states: dict[str, _Temperature] = {}
+        self._states: dict[str, _Temperature[L]] = {}
+        self._by_room: dict[str, L] = {}
+
+    def _limits(self, sensor: SensorConfig) -> L:
+        """The thresholds for `sensor`'s room, made once per room."""
+        limits = self._by_room.get(sensor.room)
+        if limits is None:
+            limits = self._by_room[sensor.room] = self._make_limits(sensor)
+        return limits
+
+    def _make_limits(self, sensor: SensorConfig) -> L:
+        raise NotImplementedError
 
     def on_reading(self, reading: Reading, sensor: SensorConfig, t: float) -> None:
         state = self._states.get(sensor.id)
         if state is None:
-            state = self._states[sensor.id] = _Temperature(Condition(sensor.room, sensor.id))
+            state = _Temperature(Condition(sensor.room, sensor.id), self._limits(sensor))
+            self._states[sensor.id] = state
         elif t < state.last_t:
             return  # a late reading: the newer one already speaks for this sensor
         if t - state.last_t > self.hold_s and not state.cond.raised:
@@ -87,7 +119,7 @@ class _TemperatureCheck(Check):
             if state.cond.since is not None and t - state.last_t <= self.hold_s:
                 self._evaluate(state, stamp, t)
 
-    def _evaluate(self, state: _Temperature, stamp: Stamp, t: float) -> None:
+    def _evaluate(self, state: _Temperature[L], stamp: Stamp, t: float) -> None:
         raise NotImplementedError
 
     def state(self) -> dict[str, Any]:
@@ -95,34 +127,32 @@ class _TemperatureCheck(Check):
 
     def restore(self, state: Mapping[str, Any]) -> None:
         for sensor_id, saved in state["sensors"].items():
-            if sensor_id in self.ctx.sensors:
-                self._states[sensor_id] = _Temperature.from_state(saved)
+            sensor = self.ctx.sensors.get(sensor_id)
+            if sensor is not None:
+                self._states[sensor_id] = _Temperature.from_state(saved, self._limits(sensor))
 
     def conditions(self) -> Iterator[Condition]:
         return (s.cond for s in self._states.values() if s.cond.since is not None)
 
 
 @register
-class ColdHomeCheck(_TemperatureCheck):
+class ColdHomeCheck(_TemperatureCheck[_ColdLimits]):
     name = "cold_home"
 
-    def __init__(self, ctx: CheckContext) -> None:
-        super().__init__(ctx)
-        cfg = ctx.checks.cold_home
-        self.warning_c = cfg.warning_below_c
-        self.after_s = cfg.warning_after_min * 60.0
-        self.urgent_c = cfg.urgent_below_c
+    def _make_limits(self, sensor: SensorConfig) -> _ColdLimits:
+        cfg = self.ctx.checks_for(sensor).cold_home
+        return _ColdLimits(cfg.warning_below_c, cfg.warning_after_min * 60.0, cfg.urgent_below_c)
 
-    def _evaluate(self, state: _Temperature, stamp: Stamp, t: float) -> None:
-        value, cond = state.value, state.cond
-        if value < self.urgent_c:
+    def _evaluate(self, state: _Temperature[_ColdLimits], stamp: Stamp, t: float) -> None:
+        value, cond, lim = state.value, state.cond, state.limits
+        if value < lim.urgent_c:
             if state.urgent_since is None:
                 state.urgent_since = t
-        elif value >= self.urgent_c + BAND_C:
+        elif value >= lim.urgent_c + BAND_C:
             state.urgent_since = None
         urgent = state.urgent_since is not None and t - state.urgent_since >= URGENT_CONFIRM_S
         step = cond.track(
-            t, value < self.warning_c, value >= self.warning_c + BAND_C, self.after_s, CLEAR_HOLD_S
+            t, value < lim.warning_c, value >= lim.warning_c + BAND_C, lim.after_s, CLEAR_HOLD_S
         )
         if cond.since is None:  # quiet
             state.extreme = math.nan
@@ -139,28 +169,29 @@ class ColdHomeCheck(_TemperatureCheck):
         elif urgent and cond.severity is not Severity.URGENT:
             self.alerts.update(cond, Severity.URGENT, stamp, t, self._evidence(state, t))
 
-    def _evidence(self, state: _Temperature, t: float) -> dict[str, Any]:
-        since = state.cond.since
+    def _evidence(self, state: _Temperature[_ColdLimits], t: float) -> dict[str, Any]:
+        since, lim = state.cond.since, state.limits
         return {
             "temperature_c": round(state.value, 2),
             "lowest_c": None if math.isnan(state.extreme) else round(state.extreme, 2),
             "below_for_min": None if since is None else round((t - since) / 60.0),
-            "warning_below_c": self.warning_c,
-            "warning_after_min": round(self.after_s / 60.0),
-            "urgent_below_c": self.urgent_c,
+            "warning_below_c": lim.warning_c,
+            "warning_after_min": round(lim.after_s / 60.0),
+            "urgent_below_c": lim.urgent_c,
         }
 
 
 @register
-class OverheatingCheck(_TemperatureCheck):
+class OverheatingCheck(_TemperatureCheck[_HotLimits]):
     name = "overheating"
 
-    def __init__(self, ctx: CheckContext) -> None:
-        super().__init__(ctx)
-        cfg = ctx.checks.overheating
-        self.above_c = cfg.bedroom_above_c
-        self.window = DailyWindow(cfg.night_start, cfg.night_end)
-        self.min_s = setting(cfg, "for_minutes", OVERHEAT_MIN_S / 60.0) * 60.0
+    def _make_limits(self, sensor: SensorConfig) -> _HotLimits:
+        cfg = self.ctx.checks_for(sensor).overheating
+        return _HotLimits(
+            cfg.bedroom_above_c,
+            DailyWindow(cfg.night_start, cfg.night_end),
+            setting(cfg, "for_minutes", OVERHEAT_MIN_S / 60.0) * 60.0,
+        )
 
     def wants(self, sensor: SensorConfig, quantity: Quantity) -> bool:
         return sensor.role is RoomRole.BEDROOM
@@ -173,17 +204,17 @@ class OverheatingCheck(_TemperatureCheck):
             if state.cond.raised or t - state.last_t <= self.hold_s:
                 self._evaluate(state, stamp, t)
 
-    def _evaluate(self, state: _Temperature, stamp: Stamp, t: float) -> None:
-        value, cond = state.value, state.cond
-        night = self.window.contains(self.ctx.local.seconds_of_day(stamp.wall_time))
-        inside = night and value > self.above_c
-        outside = value <= self.above_c - BAND_C
+    def _evaluate(self, state: _Temperature[_HotLimits], stamp: Stamp, t: float) -> None:
+        value, cond, lim = state.value, state.cond, state.limits
+        night = lim.window.contains(self.ctx.local.seconds_of_day(stamp.wall_time))
+        inside = night and value > lim.above_c
+        outside = value <= lim.above_c - BAND_C
         if cond.raised and not night:
             cond.exit_since = cond.exit_since if cond.exit_since is not None else t
             self.alerts.clear(cond, stamp, t, self._evidence(state, t, "the night ended"))
             state.extreme = math.nan
             return
-        step = cond.track(t, inside, outside, self.min_s, CLEAR_HOLD_S, abandon=not inside)
+        step = cond.track(t, inside, outside, lim.min_s, CLEAR_HOLD_S, abandon=not inside)
         if cond.since is None:
             state.extreme = math.nan
             return
@@ -195,15 +226,17 @@ class OverheatingCheck(_TemperatureCheck):
             self.alerts.clear(cond, stamp, t, self._evidence(state, t, "cooled down"))
             state.extreme = math.nan
 
-    def _evidence(self, state: _Temperature, t: float, ended: str | None = None) -> dict[str, Any]:
-        since = state.cond.since
+    def _evidence(
+        self, state: _Temperature[_HotLimits], t: float, ended: str | None = None
+    ) -> dict[str, Any]:
+        since, lim = state.cond.since, state.limits
         evidence: dict[str, Any] = {
             "temperature_c": round(state.value, 2),
             "highest_c": None if math.isnan(state.extreme) else round(state.extreme, 2),
             "above_for_min": None if since is None else round((t - since) / 60.0),
-            "bedroom_above_c": self.above_c,
-            "for_min": round(self.min_s / 60.0),
-            "night": str(self.window),
+            "bedroom_above_c": lim.above_c,
+            "for_min": round(lim.min_s / 60.0),
+            "night": str(lim.window),
         }
         if ended is not None:
             evidence["ended"] = ended
