@@ -71,6 +71,22 @@ QUANTITY_UNITS: Mapping[Quantity, Unit] = {
 }
 
 
+# What a sensor in a home can report at all (inclusive), for every driver's sanity check.
+# Wide on purpose: a saturated sensor at the top of its range is real; a 160 °C living room
+# is a corrupt advert or a bad line in a file.
+PLAUSIBLE: Mapping[Quantity, tuple[float, float]] = {
+    Quantity.TEMPERATURE: (-80.0, 150.0),
+    Quantity.HUMIDITY: (0.0, 100.0),
+    Quantity.CO2: (0.0, 100_000.0),
+    Quantity.PM25: (0.0, 10_000.0),
+    Quantity.PRESSURE: (300.0, 1200.0),
+    Quantity.ILLUMINANCE: (0.0, 200_000.0),
+    Quantity.BATTERY: (0.0, 100.0),
+    Quantity.VOLTAGE: (0.0, 60.0),
+    Quantity.RSSI: (-150.0, 20.0),
+}
+
+
 class Priority(IntEnum):
     """Upload order: higher goes first. Alerts must overtake any backlog of readings."""
 

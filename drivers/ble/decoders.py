@@ -31,7 +31,7 @@ from bleak.backends.device import BLEDevice
 from habluetooth import BluetoothServiceInfoBleak
 from sensor_state_data import DeviceKey, SensorDescription, Units
 
-from hub.events import Quantity
+from hub.events import PLAUSIBLE, Quantity
 
 if TYPE_CHECKING:
     from bluetooth_sensor_state_data import BluetoothData
@@ -124,19 +124,6 @@ _UNITS: Final[dict[Quantity, dict[str, tuple[float, float]]]] = {
         Units.ELECTRIC_POTENTIAL_MILLIVOLT: (0.001, 0.0),
     },
 }
-# What a sensor in a home can report at all (inclusive). Wide on purpose: a saturated
-# sensor at the top of its range is real; a 160 °C living room is a corrupt advert.
-PLAUSIBLE: Final[dict[Quantity, tuple[float, float]]] = {
-    Quantity.TEMPERATURE: (-80.0, 150.0),
-    Quantity.HUMIDITY: (0.0, 100.0),
-    Quantity.CO2: (0.0, 100_000.0),
-    Quantity.PM25: (0.0, 10_000.0),
-    Quantity.PRESSURE: (300.0, 1200.0),
-    Quantity.ILLUMINANCE: (0.0, 200_000.0),
-    Quantity.BATTERY: (0.0, 100.0),
-    Quantity.VOLTAGE: (0.0, 60.0),
-}
-
 _Conversion = tuple[Quantity, float, float, float, float]  # quantity, scale, offset, lo, hi
 _UNMAPPED: Final = None
 

@@ -8,19 +8,7 @@ from __future__ import annotations
 
 import math
 
-from hub.events import Quantity
-
-PLAUSIBLE: dict[Quantity, tuple[float, float]] = {
-    Quantity.TEMPERATURE: (-50.0, 70.0),
-    Quantity.HUMIDITY: (0.0, 100.0),
-    Quantity.CO2: (0.0, 100_000.0),
-    Quantity.PM25: (0.0, 5_000.0),
-    Quantity.PRESSURE: (300.0, 1_200.0),
-    Quantity.ILLUMINANCE: (0.0, 200_000.0),
-    Quantity.BATTERY: (0.0, 100.0),
-    Quantity.VOLTAGE: (0.0, 50.0),
-    Quantity.RSSI: (-150.0, 20.0),
-}
+from hub.events import PLAUSIBLE, Quantity
 
 # Unix seconds between 1990 and 2100: anything else is not a recording in seconds.
 EARLIEST_T = 631_152_000.0
