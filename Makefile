@@ -28,7 +28,9 @@ demo: $(STAMP)
 	@echo
 	@echo "== Replaying a real flat: Open Smart Home Data Set (Fraunhofer IBP, CC BY-SA 4.0)"
 	@if [ -d $(HOME_DATA) ]; then \
-	  $(BIN)/hearth replay $(HOME_DATA) --format series --db $(DEMO)/open-smart-home.db && \
+	  $(BIN)/hearth replay $(HOME_DATA) --format series --db $(DEMO)/open-smart-home.db \
+	    > $(DEMO)/open-smart-home-alerts.jsonl && \
+	  echo "alert events (one JSON object each): $(DEMO)/open-smart-home-alerts.jsonl" && \
 	  $(BIN)/hearth status --db $(DEMO)/open-smart-home.db; \
 	else echo "($(HOME_DATA) not found: skipped)"; fi
 	@echo

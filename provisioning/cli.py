@@ -231,9 +231,8 @@ def status(
     table.add_column(style="bold")
     table.add_column()
     table.add_row("Buffer", f"{st.path}")
-    table.add_row(
-        "Size", f"{_mb(st.file_bytes)} on disk, {_mb(st.used_bytes)} used of {_mb(quota)}"
-    )
+    of_quota = f" of {_mb(quota)}" if quota is not None else ""
+    table.add_row("Size", f"{_mb(st.file_bytes)} on disk, {_mb(st.used_bytes)} used{of_quota}")
     table.add_row("Events", f"{st.total_events} held, last sequence {st.last_seq}")
     table.add_row("Queue", "  ".join(f"{k} {v}" for k, v in st.queue_depth.items()))
     oldest = st.oldest_unsynced
