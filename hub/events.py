@@ -113,6 +113,7 @@ class SystemKind(StrEnum):
     GAP = "gap"  # routine readings dropped to stay within the storage quota
     STORE_RECOVERED = "store_recovered"  # a damaged buffer was moved aside and a new one begun
     HUB_STARTED = "hub_started"
+    DRIVER_FAILED = "driver_failed"  # a driver stopped; its sensors are unread until restarted
 
 
 @dataclass(frozen=True, slots=True)

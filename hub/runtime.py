@@ -22,6 +22,9 @@ from hub.store import GroupCommitter, Store, StoreLimits
 
 log = logging.getLogger(__name__)
 
+DRIVER_RETRY_FIRST_S = 1.0
+DRIVER_RETRY_MAX_S = 300.0
+
 
 @dataclass
 class RunSummary:
@@ -115,9 +118,10 @@ class Hub:
             committer.add(SystemEvent(SystemKind.HUB_STARTED, started, self.clock.stamp()))
             engine = CheckEngine(self.config, self.clock, self._alert_to(committer), store)
             emit = self._emit_to(committer, engine)
-            sources = [asyncio.create_task(src.run(emit), name=src.name) for src in self.sources]
-            for task in sources:
-                task.add_done_callback(_report_source_end)
+            sources = [
+                asyncio.create_task(self._supervise(src, emit, committer), name=src.name)
+                for src in self.sources
+            ]
             tasks = [
                 *sources,
                 asyncio.create_task(self._watch_sources(sources), name="watch"),
@@ -138,6 +142,27 @@ class Hub:
             store.close()
         return RunSummary(self.readings, self.alerts, committer.stats.events, last_seq)
 
+    async def _supervise(self, src: ReadingSource, emit: Emit, committer: GroupCommitter) -> None:
+        """Run a driver; if it fails (or, in a live hub, ends) record it and restart it with
+        backoff. A dead GPIO driver would otherwise leave a pull cord unread, silently."""
+        delay = DRIVER_RETRY_FIRST_S
+        while True:
+            try:
+                await src.run(emit)
+                if self.stop_when_sources_end:
+                    log.info("driver %s finished", src.name)
+                    return
+                problem = "the driver returned"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            log.error("driver %s stopped (%s); restarting in %.0f s", src.name, problem, delay)
+            details = {"driver": src.name, "problem": problem, "retry_in_s": delay}
+            committer.add(SystemEvent(SystemKind.DRIVER_FAILED, details, self.clock.stamp()))
+            await asyncio.sleep(delay)  # real seconds: hardware recovers in real time
+            delay = min(delay * 2, DRIVER_RETRY_MAX_S)
+
     async def _watch_sources(self, sources: list[asyncio.Task[None]]) -> None:
         await asyncio.gather(*sources, return_exceptions=True)
         if self.stop_when_sources_end:
@@ -146,13 +171,3 @@ class Hub:
     async def _stop_after(self, duration_s: float) -> None:
         await self.clock.sleep(duration_s)
         self.stop()
-
-
-def _report_source_end(task: asyncio.Task[None]) -> None:
-    """A driver that stops is news at once, not at shutdown: its sensors are no longer read."""
-    if task.cancelled():
-        return
-    if (exc := task.exception()) is not None:
-        log.error("driver %s stopped: %s", task.get_name(), exc, exc_info=exc)
-    else:
-        log.info("driver %s finished", task.get_name())

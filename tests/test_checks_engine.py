@@ -4,6 +4,7 @@ restart, time that survives a wall-clock jump, and ticking on the hub's clocks."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -405,8 +406,55 @@ def test_a_failed_save_is_counted_and_the_checks_carry_on() -> None:
     h = Harness(store=_RefusingStore())
     h.engine.save_state()
     h.read("pull-cord", Q.BUTTON, 1)
-    assert h.engine.stats.save_errors == 1
-    assert len(h.alerts) == 1
+    assert h.engine.stats.save_errors == 2  # the save right after the alert failed too...
+    assert len(h.alerts) == 1  # ...and the alarm went out all the same
+
+
+def test_the_state_behind_an_alert_is_saved_with_it_not_at_the_next_tick() -> None:
+    """A crash between the alert's commit and a later save would restore a state that raises
+    the same alarm again on restart."""
+    memory = MemoryStateStore()
+    h = Harness(store=memory)
+    h.read("pull-cord", Q.BUTTON, 1)
+    assert len(h.alerts) == 1 and memory.states  # no tick has run
+    again = Harness(store=memory)
+    again.read("pull-cord", Q.BUTTON, 1)  # still the same emergency: an update, not a raise
+    assert [a.state for a in again.alerts if a.state is AlertState.RAISED] == []
+
+
+def test_check_states_are_not_restored_onto_a_new_timeline() -> None:
+    memory = MemoryStateStore()
+    h = Harness(store=memory)
+    h.hold("living-climate", Q.TEMPERATURE, 17, 3600)
+    h.engine.save_state()
+    memory.states["_engine"] = json.dumps({"v": 999, "state": {}})  # e.g. after an upgrade
+    fresh = Harness(store=memory)
+    assert fresh.engine.stats.restored == [] and "_engine" in fresh.engine.stats.restore_errors
+
+
+def test_ticking_goes_on_after_a_failed_tick() -> None:
+    h = Harness()
+    real_tick = h.engine.tick
+    calls: list[int] = []
+
+    def flaky(stamp: Stamp | None = None) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in one tick")
+        real_tick(stamp)
+
+    h.engine.tick = flaky  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(h.engine.run_ticks())
+        await asyncio.sleep(0)  # let it start sleeping on the virtual clock
+        await h.clock.advance(10 * 60.0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert len(calls) >= 9 and h.engine.stats.check_errors == 1
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,10 @@ class CheckEngine:
             except Exception:
                 self.stats.check_errors += 1
                 log.exception("check %s failed on a reading from %s", check.name, sensor.id)
+        if self.sink.dirty:
+            # The alert is committed; its condition's state goes right after it, so a crash
+            # between the two cannot restore a state that raises the same alert again.
+            self.save_state()
 
     def tick(self, stamp: Stamp | None = None) -> None:
         """Let time act: checks raise or clear what depends on time alone."""
@@ -192,9 +196,13 @@ class CheckEngine:
         try:
             while True:
                 await self.clock.sleep(self.tick_s)
-                self.tick(self.clock.stamp())
-                if self.sink.dirty or self._save_due():
-                    self.save_state()
+                try:
+                    self.tick(self.clock.stamp())
+                    if self.sink.dirty or self._save_due():
+                        self.save_state()
+                except Exception:  # time-based checks must outlive any one failure
+                    self.stats.check_errors += 1
+                    log.exception("a tick of the checks failed; ticking on")
         finally:
             if self.state_store is not None:
                 self.save_state()
@@ -265,6 +273,15 @@ class CheckEngine:
             self.stats.restore_errors.append("*")
             return
         engine = _load(saved.get(ENGINE_KEY), ENGINE_STATE_VERSION, ENGINE_KEY)
+        if engine is None and saved:
+            # Check states hold times on the saved timeline; without it they would be read on
+            # a new one (a false "quiet for 10 days"). Better to start every check afresh.
+            log.warning(
+                "the engine's saved timeline is missing or of another version;"
+                " every check starts afresh"
+            )
+            self.stats.restore_errors.append(ENGINE_KEY)
+            return
         if engine is not None:
             parts: list[tuple[str, Callable[[Any], None]]] = [
                 ("timeline", self.timeline.restore),
@@ -277,6 +294,8 @@ class CheckEngine:
                 except Exception:
                     log.exception("the engine's saved %s is unreadable; it starts afresh", part)
                     self.stats.restore_errors.append(f"{ENGINE_KEY}.{part}")
+                    if part == "timeline":
+                        return  # see above: check states must not outlive their timeline
         for check in self.checks:
             state = _load(saved.get(check.name), check.state_version, check.name)
             if state is None:

@@ -153,6 +153,7 @@ class OutOfBedCheck(Check):
         minute = int(t // 60.0)
         if not self.busy or self.busy[-1] != minute:
             self.busy.append(minute)
+            self._busy(t)  # trim as it grows: the window is minutes, the state is saved often
         if not self.has_mat and self.in_bedroom:
             self._leave(reading.stamp, t)
 
