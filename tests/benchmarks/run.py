@@ -18,6 +18,7 @@ from tests.benchmarks import (
     bench_replay_home,
     bench_rss,
     bench_store,
+    bench_wire,
 )
 
 OUT = Path("bench-results")
@@ -97,6 +98,9 @@ def main() -> None:
         "A 30-day simulated home through `hearth replay` (driver, checks, buffer)",
         results["replay_30_day_home"],
     )
+
+    results["wire"] = bench_wire.wire_bytes_per_event()
+    section("Upload batch on the wire (500 mixed events) vs JSON lines + gzip", results["wire"])
 
     OUT.mkdir(exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
