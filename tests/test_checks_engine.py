@@ -529,3 +529,42 @@ def test_an_alert_as_a_json_line_in_local_time() -> None:
         "clock_synced": True,
         "evidence": {"presses": 1, "sensor_kind": "button"},
     }
+
+
+def test_an_alert_left_open_by_a_check_that_lost_its_state_is_cleared(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "hub.db")
+    raised = Alert(
+        "cold_home",
+        Severity.WARNING,
+        AlertState.RAISED,
+        "Living room",
+        "living-climate",
+        T0,
+        None,
+        {"min_c": 16.9},
+        Stamp(T0, True, 0.0),
+    )
+    store.commit([raised])
+    alerts: list[Alert] = []
+    CheckEngine(make_config(), VirtualClock(T0 + 3600), alerts.append, store)
+    [cleared] = alerts  # no saved state at all: nothing could ever clear it otherwise
+    assert (cleared.check, cleared.state, cleared.room) == (
+        "cold_home",
+        AlertState.CLEARED,
+        "Living room",
+    )
+    assert cleared.start == T0 and "without its saved state" in cleared.evidence["reason"]
+    store.commit(alerts)
+    assert store.open_alerts() == []
+    store.close()
+
+
+def test_an_open_alert_whose_check_state_is_restored_stays_open(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "hub.db")
+    h = Harness(store=store)
+    h.read("pull-cord", Q.BUTTON, 1)  # raised, and its state saved straight after
+    store.commit(h.alerts)
+    alerts: list[Alert] = []
+    CheckEngine(h.config, VirtualClock(h.wall), alerts.append, store)
+    assert alerts == [] and [a["check"] for a in store.open_alerts()] == ["pull_cord"]
+    store.close()

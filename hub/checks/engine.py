@@ -20,7 +20,7 @@ from hub.checks.lifecycle import AlertSink, AlertStats, Condition
 from hub.checks.timeline import LocalClock, Timeline
 from hub.clock import Clock
 from hub.config import HubConfig, SensorConfig
-from hub.events import Alert, Quantity, Reading, Stamp
+from hub.events import Alert, AlertState, Quantity, Reading, Severity, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class CheckEngine:
             self.timeline,
             missed_intervals=config.checks.sensor_silent.missed_intervals,
         )
+        self._on_alert = on_alert
         self.sink = AlertSink(on_alert, self.local, config.checks.daily_cap)
         self.context = CheckContext(
             config=config,
@@ -143,6 +144,39 @@ class CheckEngine:
         self._next_save_t: float | None = None
         if state_store is not None:
             self._restore(state_store)
+            self._clear_orphaned_alerts(state_store)
+
+    def _clear_orphaned_alerts(self, store: CheckStateStore) -> None:
+        """An alert left open by a check that starts without its saved state (an upgrade, a
+        damaged state) would stay open for ever: nothing remembers it to clear it. Clear it
+        now, saying why, so the carer and the council see where it went."""
+        open_alerts = getattr(store, "open_alerts", None)
+        if open_alerts is None:
+            return
+        restored = set(self.stats.restored)
+        stamp = self.clock.stamp()
+        try:
+            rows = open_alerts()
+        except Exception:
+            log.exception("could not read the open alerts; any orphaned ones stay open")
+            return
+        for row in rows:
+            if row["check"] in restored:
+                continue
+            evidence = {"reason": "the check restarted without its saved state"}
+            self._on_alert(
+                Alert(
+                    check=row["check"],
+                    severity=Severity(row["severity"]),
+                    state=AlertState.CLEARED,
+                    room=row["room"],
+                    sensor_id=row["sensor_id"],
+                    start=row["since"],
+                    end=stamp.wall_time,
+                    evidence=evidence,
+                    stamp=stamp,
+                )
+            )
 
     # -- input ---------------------------------------------------------------------------
 

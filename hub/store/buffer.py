@@ -351,9 +351,32 @@ class Store:
     def last_seq(self) -> int:
         return self._next_seq - 1
 
+    def open_alerts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return read_open_alerts(self._conn)
+
     def status(self) -> StoreStatus:
         with self._lock:
             return read_status(self._conn, self.path, self.limits.quota_bytes)
+
+
+def read_open_alerts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The latest step of every alert condition not cleared, oldest first."""
+    return [
+        {
+            "check": c,
+            "room": r,
+            "sensor_id": s or None,
+            "severity": sev,
+            "state": st,
+            "since": since,
+            "seq": seq,
+        }
+        for c, r, s, sev, st, since, seq in conn.execute(
+            "SELECT check_name, room, sensor_id, severity, state, since, seq FROM alert_state"
+            " WHERE state != 'cleared' ORDER BY seq"
+        )
+    ]
 
 
 def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -> StoreStatus:
@@ -369,21 +392,7 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
     ).fetchone()
     last_sync = conn.execute("SELECT value FROM meta WHERE key = 'last_sync_at'").fetchone()
     total, last_seq = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
-    open_alerts = [
-        {
-            "check": c,
-            "room": r,
-            "sensor_id": s or None,
-            "severity": sev,
-            "state": st,
-            "since": since,
-            "seq": seq,
-        }
-        for c, r, s, sev, st, since, seq in conn.execute(
-            "SELECT check_name, room, sensor_id, severity, state, since, seq FROM alert_state"
-            " WHERE state != 'cleared' ORDER BY seq"
-        )
-    ]
+    open_alerts = read_open_alerts(conn)
     files = [path, path.with_name(path.name + "-wal")]
     return StoreStatus(
         path=str(path),
