@@ -6,6 +6,7 @@ import json
 import platform
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,30 @@ from tests.benchmarks import (
 )
 
 OUT = Path("bench-results")
+
+# (key in bench.json, heading, benchmark): each returns a dict of figures beside its target.
+BENCHMARKS: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
+    ("store_insert", "Store insert throughput (group commit vs raw executemany, same schema)",
+     bench_store.insert_throughput),
+    ("commit_latency", "Group commit latency", bench_store.commit_latency),
+    ("ble_callback", "BLE detection callback, microseconds per advert by path",
+     bench_ble_callback.callback_costs),
+    ("ble_end_to_end", "BLE adverts end to end: fake BlueZ -> bleak -> pipeline -> store",
+     bench_ble_e2e.adverts_per_second_end_to_end),
+    ("gpio_edge_to_emit", "GPIO edge to emit on the loop (no debounce: the driver's own cost)",
+     bench_gpio.edge_to_emit),
+    ("gpio_press_to_held", "GPIO pull cord: press to BUTTON=1 with hold 0.5 s, debounce 50 ms",
+     bench_gpio.press_to_held),
+    ("replay_open_smart_home", "Replay of the whole Open Smart Home data set (as fast as possible)",
+     bench_replay.open_smart_home_throughput),
+    ("replay_casas", "Replay of a generated 1M-line CASAS log", bench_replay.casas_throughput),
+    ("checks", "Readings per second through all checks together (one core)",
+     bench_checks.checks_throughput),
+    ("replay_30_day_home", "A 30-day simulated home through `hearth replay` (all of the hub)",
+     bench_replay_home.thirty_day_home),
+    ("wire", "Upload batch on the wire (500 mixed events) vs JSON lines + gzip",
+     bench_wire.wire_bytes_per_event),
+]  # fmt: skip
 
 
 def section(title: str, figures: dict[str, Any]) -> None:
@@ -43,11 +68,9 @@ def main() -> None:
     results["hub_rss"] = bench_rss.peak_rss_of_hub()
     section("Peak RSS of `hearth run` (demo simulated home)", results["hub_rss"])
 
-    results["store_insert"] = bench_store.insert_throughput()
-    section(
-        "Store insert throughput (group commit vs raw executemany, same schema)",
-        results["store_insert"],
-    )
+    for key, title, bench in BENCHMARKS:
+        results[key] = bench()
+        section(title, results[key])
 
     disk = Path.cwd()
     results["disk_bytes"] = [
@@ -58,49 +81,6 @@ def main() -> None:
         section(
             f"Disk writes per stored reading, {row['readings_per_commit']} readings per commit", row
         )
-
-    results["commit_latency"] = bench_store.commit_latency()
-    section("Group commit latency", results["commit_latency"])
-
-    results["ble_callback"] = bench_ble_callback.callback_costs()
-    section("BLE detection callback, microseconds per advert by path", results["ble_callback"])
-
-    results["ble_end_to_end"] = bench_ble_e2e.adverts_per_second_end_to_end()
-    section(
-        "BLE adverts end to end: fake BlueZ -> bleak -> pipeline -> store",
-        results["ble_end_to_end"],
-    )
-
-    results["gpio_edge_to_emit"] = bench_gpio.edge_to_emit()
-    section(
-        "GPIO edge to emit on the loop (no debounce: the driver's own cost)",
-        results["gpio_edge_to_emit"],
-    )
-    results["gpio_press_to_held"] = bench_gpio.press_to_held()
-    section(
-        "GPIO pull cord: press to BUTTON=1 with hold 0.5 s, debounce 50 ms",
-        results["gpio_press_to_held"],
-    )
-
-    results["replay_open_smart_home"] = bench_replay.open_smart_home_throughput()
-    section(
-        "Replay of the whole Open Smart Home data set (as fast as possible)",
-        results["replay_open_smart_home"],
-    )
-    results["replay_casas"] = bench_replay.casas_throughput()
-    section("Replay of a generated 1M-line CASAS log", results["replay_casas"])
-
-    results["checks"] = bench_checks.checks_throughput()
-    section("Readings per second through all checks together (one core)", results["checks"])
-
-    results["replay_30_day_home"] = bench_replay_home.thirty_day_home()
-    section(
-        "A 30-day simulated home through `hearth replay` (driver, checks, buffer)",
-        results["replay_30_day_home"],
-    )
-
-    results["wire"] = bench_wire.wire_bytes_per_event()
-    section("Upload batch on the wire (500 mixed events) vs JSON lines + gzip", results["wire"])
 
     OUT.mkdir(exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
