@@ -8,6 +8,8 @@ from collections.abc import Generator
 
 import pytest
 
+pytest_plugins = ["tests.postgres"]  # one PostgreSQL server for every test module that needs it
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(

@@ -1,0 +1,1 @@
+"""Alembic revisions of the council schema; applied by CouncilStore.open, not by hand."""
