@@ -401,6 +401,9 @@ class _RefusingStore:
     def save_check_state(self, states: Mapping[str, str], saved_at: float) -> None:
         raise OSError("read-only file system")
 
+    def open_alerts(self) -> list[dict[str, Any]]:
+        return []
+
 
 def test_a_failed_save_is_counted_and_the_checks_carry_on() -> None:
     h = Harness(store=_RefusingStore())

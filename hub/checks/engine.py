@@ -37,6 +37,8 @@ class CheckStateStore(Protocol):
 
     def save_check_state(self, states: Mapping[str, str], saved_at: float) -> None: ...
 
+    def open_alerts(self) -> list[dict[str, Any]]: ...
+
 
 class MemoryStateStore:
     """A CheckStateStore in memory: for tests and throwaway replays."""
@@ -51,6 +53,9 @@ class MemoryStateStore:
     def save_check_state(self, states: Mapping[str, str], saved_at: float) -> None:
         self.states.update(states)
         self.saves += 1
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        return []  # alerts are not kept here: nothing can be orphaned
 
 
 @dataclass
@@ -150,13 +155,10 @@ class CheckEngine:
         """An alert left open by a check that starts without its saved state (an upgrade, a
         damaged state) would stay open for ever: nothing remembers it to clear it. Clear it
         now, saying why, so the carer and the council see where it went."""
-        open_alerts = getattr(store, "open_alerts", None)
-        if open_alerts is None:
-            return
         restored = set(self.stats.restored)
         stamp = self.clock.stamp()
         try:
-            rows = open_alerts()
+            rows = store.open_alerts()
         except Exception:
             log.exception("could not read the open alerts; any orphaned ones stay open")
             return
