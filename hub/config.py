@@ -37,6 +37,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from hub.fsutil import atomic_write_text
 
 __all__ = [
+    "COUNCIL_MANAGED",
     "GPIO_KINDS",
     "BleFamily",
     "ChecksSection",
@@ -65,6 +66,7 @@ __all__ = [
     "parse_config",
     "starter_config",
     "write_config",
+    "with_council_config",
 ]
 
 DEFAULT_DATA_DIR = Path("/var/lib/hearth")
@@ -264,6 +266,17 @@ class HubSection(_Section):
 class CouncilSection(_Section):
     url: Annotated[str, AfterValidator(_check_url)] | None = None
     ca_bundle: _ConfigPath | None = None
+    # The version of the council-managed sections (COUNCIL_MANAGED) last applied to this file.
+    config_version: Annotated[_Int, Field(ge=0)] = 0
+    # The uploader: how often it tries when nothing urgent is waiting (an alert is sent at
+    # once), how big a batch may be, the longest wait between retries, a request's timeout,
+    # and an optional bandwidth cap for metered links (KiB/s of request bodies).
+    sync_interval_s: Annotated[_Float, Field(ge=1, le=86_400)] = 60.0
+    batch_max_events: Annotated[_Int, Field(ge=1, le=5000)] = 500
+    batch_max_kib: Annotated[_Int, Field(ge=4, le=1024)] = 256
+    retry_max_s: Annotated[_Float, Field(ge=1, le=86_400)] = 300.0
+    timeout_s: Annotated[_Float, Field(ge=1, le=600)] = 30.0
+    bandwidth_kib_s: Annotated[_Float, Field(gt=0, le=1_000_000)] | None = None
 
     @field_validator("ca_bundle")
     @classmethod
@@ -737,6 +750,38 @@ class HubConfig(_Section):
     def store_path(self) -> Path:
         """The SQLite buffer; store.path is relative to hub.data_dir unless absolute."""
         return self.hub.data_dir / self.store.path
+
+
+# Sections the council may set for a hub (enrollment, config fetch). Everything else (the
+# hub's identity, its sensors, where it stores data) belongs to the installer's file.
+COUNCIL_MANAGED = ("checks", "report")
+
+
+def with_council_config(
+    config: HubConfig, sections: dict[str, Any], version: int, source: str = "council config"
+) -> HubConfig:
+    """`config` with the council's sections replacing its own, validated as a whole.
+
+    A section the council may not set, or a value the hub's rules refuse, is a ConfigError
+    naming it, and nothing changes: a bad push from the council must never stop a hub.
+    """
+    foreign = sorted(set(sections) - set(COUNCIL_MANAGED))
+    if foreign:
+        allowed = ", ".join(COUNCIL_MANAGED)
+        raise ConfigError(
+            source,
+            [
+                f"[{name}]: the council may not set this section (only {allowed})"
+                for name in foreign
+            ],
+        )
+    data = _to_toml_data(config)
+    for name in COUNCIL_MANAGED:
+        data.pop(name, None)
+        if name in sections:
+            data[name] = sections[name]
+    data.setdefault("council", {})["config_version"] = version
+    return _validate(data, source, Path.cwd())
 
 
 # --- loading and writing ------------------------------------------------------------------
