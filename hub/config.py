@@ -65,8 +65,8 @@ __all__ = [
     "parse_clock_time",
     "parse_config",
     "starter_config",
-    "write_config",
     "with_council_config",
+    "write_config",
 ]
 
 DEFAULT_DATA_DIR = Path("/var/lib/hearth")
