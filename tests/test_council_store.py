@@ -25,7 +25,8 @@ from hub.events import (
 )
 from sync.council.store import CouncilStore, StoreError, metadata
 
-HEAD = "0001"
+REVISIONS = ("0001", "0002")  # every revision, oldest first
+HEAD = REVISIONS[-1]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.ci_required)])
@@ -227,7 +228,7 @@ def test_unknown_hub_and_malformed_batches_store_nothing(store: CouncilStore) ->
 
 def test_reopen_keeps_everything_and_applies_no_migration(db_url: str) -> None:
     first = CouncilStore.open(db_url)
-    assert first.applied_migrations == (HEAD,)
+    assert first.applied_migrations == REVISIONS
     first.add_hub("hub-a", b"k", enrolled_at=1.0)
     first.ingest("hub-a", batch(range(1, 21)))
     before = all_events(first)
@@ -246,7 +247,7 @@ def test_migrations_create_exactly_the_schema_the_code_uses(db_url: str) -> None
         names = set(sa.inspect(conn).get_table_names())
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     store.close()
-    assert names == {"alembic_version", "hubs", "events"}
+    assert names == {"alembic_version", "hubs", "events", "enrollment_codes", "tokens", "settings"}
     assert diff == []
 
 

@@ -8,17 +8,25 @@ Why it looks like this:
   ids become visible in id order; ingests are therefore serialised (SQLite: BEGIN IMMEDIATE;
   PostgreSQL: a transaction-scoped advisory lock), otherwise a reader could see id 101 commit
   before id 100 and step past 100 for ever.
+- Per-hub figures the hub and the fleet view need on every upload (high water, events held,
+  latest health report) are kept on the hubs row by ingest, in the same transaction as the
+  events, so nothing ever scans the events table to answer an upload.
+- An enrollment code is claimed by one conditional UPDATE (unused, unrevoked, unexpired) in
+  the transaction that creates the hub: of two concurrent redemptions, the row lock lets
+  exactly one match, and a hub that cannot be created gives the code back by rolling back.
 - The schema is created and upgraded by the Alembic revisions under `migrations/`, never by
   `create_all`, so both engines and every deployed council follow the same history.
+
+Module layout: tables in `tables`, engines and transactions in `db`, exceptions in
+`errors`, secrets in `credentials`, record checks in `records`, health reports and the fleet
+view in `fleet`, codes/enrollment/hubs/tokens in `access` (a mixin of CouncilStore); this
+module is the API and re-exports every public name, so `from sync.council.store import ...`
+is enough.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +37,52 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
+
+from sync.council.access import (
+    ROLES,
+    AccessStore,
+    CodeInfo,
+    Hub,
+    NewCode,
+    NewToken,
+    TokenInfo,
+)
+from sync.council.db import decoded, is_pg, make_engine, now_or, serialised
+from sync.council.errors import (
+    Conflict,
+    EnrollmentRefused,
+    KeyAlreadyEnrolled,
+    NotFound,
+    RefusalReason,
+    StoreError,
+)
+from sync.council.fleet import FleetEntry, LowBattery, SilentSensor, fleet_entry, validate_health
+from sync.council.records import KINDS, finite, json_document, row_for, same_json, short_text
+from sync.council.tables import events, hubs, metadata
+
+__all__ = [
+    "ROLES",
+    "CodeInfo",
+    "Conflict",
+    "CouncilEvent",
+    "CouncilStore",
+    "EnrollmentRefused",
+    "EventPage",
+    "FleetEntry",
+    "Hub",
+    "IngestResult",
+    "KeyAlreadyEnrolled",
+    "LowBattery",
+    "NewCode",
+    "NewToken",
+    "NotFound",
+    "RefusalReason",
+    "SilentSensor",
+    "StoreError",
+    "TokenInfo",
+    "metadata",
+]
 
 JSONValue = Any
 
@@ -37,55 +90,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # Arbitrary but fixed: the key of the PostgreSQL advisory locks this store takes.
 _MIGRATE_LOCK = 0x4845_4152_5448_0001
 _INGEST_LOCK = 0x4845_4152_5448_0002
-
-metadata = sa.MetaData()
-
-# SQLite only makes INTEGER PRIMARY KEY a rowid alias (and AUTOINCREMENT), not BIGINT.
-_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-_Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-
-hubs = sa.Table(
-    "hubs",
-    metadata,
-    sa.Column("hub_id", sa.String(64), primary_key=True),
-    sa.Column("public_key", sa.LargeBinary(), nullable=False),
-    sa.Column("enrolled_at", sa.Float(), nullable=False),
-    sa.Column("last_contact", sa.Float(), nullable=True),
-    sa.Column("software_version", sa.String(64), nullable=True),
-)
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
-    sa.Column("hub_id", sa.String(64), sa.ForeignKey("hubs.hub_id"), nullable=False),
-    sa.Column("seq", sa.BigInteger(), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("wall_time", sa.Float(), nullable=False),
-    sa.Column("clock_synced", sa.Boolean(), nullable=False),
-    sa.Column("monotonic", sa.Float(), nullable=False),
-    sa.Column("sensor_id", sa.String(128), nullable=True),
-    sa.Column("quantity", sa.String(32), nullable=True),
-    sa.Column("value", sa.Float(), nullable=True),
-    sa.Column("received_at", sa.Float(), nullable=False),
-    sa.Column("body", _Json, nullable=False),
-    sa.UniqueConstraint("hub_id", "seq", name="uq_events_hub_seq"),
-    sqlite_autoincrement=True,  # ids never reused, even after the newest row is deleted
-)
-sa.Index("ix_events_hub_id_id", events.c.hub_id, events.c.id)
-
-
-class StoreError(Exception):
-    """A batch the store refuses as a whole (unknown hub, malformed record)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Hub:
-    hub_id: str
-    public_key: bytes
-    enrolled_at: float
-    last_contact: float | None
-    software_version: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,92 +112,28 @@ class CouncilEvent:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """What an upload achieved. `held` is every seq of the batch now stored (new or already
-    there): exactly what the hub may mark synced. There is no "contiguous up to" figure on
-    purpose: a hub's quota may drop routine readings, so its seqs legitimately have holes."""
+    """What an upload achieved. `held` is every seq of the batch now stored with the content
+    sent: exactly what the hub may mark synced. `conflicts` are seqs stored with different
+    content (never overwritten; the hub renumbers them above `high_water`). There is no
+    "contiguous up to" figure on purpose: a hub's quota may drop routine readings, so its seqs
+    legitimately have holes."""
 
     new: int
     held: tuple[int, ...]
+    conflicts: tuple[int, ...] = ()
+    high_water: int = 0  # the highest seq held for the hub, 0 when none
+    config_version: int = 0  # the hub's current config version, for the acknowledgement
 
     @property
     def duplicates(self) -> int:
         return len(self.held) - self.new
 
 
-def _row_for(hub_id: str, record: Mapping[str, JSONValue], received_at: float) -> dict[str, Any]:
-    try:
-        seq = record["seq"]
-        kind = record["kind"]
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise StoreError(f"seq must be a non-negative integer, got {seq!r}")
-        if kind not in ("reading", "alert", "system"):
-            raise StoreError(f"unknown kind {kind!r}")
-        if seq >= 2**63:
-            raise StoreError(f"seq out of range: {seq}")
-        value = record.get("value") if kind == "reading" else None
-        return {
-            "hub_id": hub_id,
-            "seq": seq,
-            "kind": kind,
-            "wall_time": _finite(record["wall_time"]),
-            "clock_synced": bool(record["clock_synced"]),
-            "monotonic": _finite(record["monotonic"]),
-            "sensor_id": _short_text(record.get("sensor_id"), 128),
-            "quantity": _short_text(record.get("quantity"), 32) if kind == "reading" else None,
-            "value": None if value is None else _finite(value),
-            "received_at": received_at,
-            "body": dict(record),
-        }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"malformed record: {exc!r}") from exc
-
-
-def _finite(value: JSONValue) -> float:
-    """Engines disagree on NaN and infinity (PostgreSQL's JSONB refuses them): refuse both."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise StoreError(f"not a finite number: {value!r}")
-    return float(value)
-
-
-def _short_text(value: JSONValue, limit: int) -> str | None:
-    """A column bound checked here, so an over-long id is a refused batch, not a DB error."""
-    if value is not None and (not isinstance(value, str) or len(value) > limit):
-        raise StoreError(f"not a string of at most {limit} characters: {value!r:.80}")
-    return value
-
-
-def _normalise_url(url: str) -> sa.URL:
-    """`postgresql://` (what admins type) means psycopg 3, the only driver we ship."""
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ValueError(f"unsupported database URL: {parsed.render_as_string()}")
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise ValueError("the council needs a SQLite file: sqlite:///path/to/council.db")
-    return parsed
-
-
-def _sqlite_engine(url: sa.URL) -> Engine:
-    # Python's sqlite3 opens transactions lazily and never before DDL; take control so every
-    # transaction (including migrations) is real and a writer can ask for BEGIN IMMEDIATE.
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        # FULL, not NORMAL: an acknowledged batch must survive the council host's power cut.
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(str(conn.get_execution_options().get("sqlite_begin", "BEGIN")))
-
-    return engine
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: list[CouncilEvent]
+    next_cursor: int
+    more: bool
 
 
 def _alembic_config() -> Config:
@@ -202,8 +142,9 @@ def _alembic_config() -> Config:
     return config
 
 
-class CouncilStore:
-    """The council's database. Thread-safe: each call takes its own pooled connection."""
+class CouncilStore(AccessStore):
+    """The council's database. Thread-safe: each call takes its own pooled connection.
+    Times are Unix seconds; every `now` parameter defaults to time.time()."""
 
     def __init__(self, engine: Engine, applied: Sequence[str]) -> None:
         self.engine = engine
@@ -212,11 +153,7 @@ class CouncilStore:
     @classmethod
     def open(cls, url: str) -> CouncilStore:
         """Connect and bring the schema to the newest revision (a no-op when it is)."""
-        parsed = _normalise_url(url)
-        if parsed.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(parsed)
-        else:
-            engine = sa.create_engine(parsed, pool_pre_ping=True)
+        engine = make_engine(url)
         try:
             applied = cls._migrate(engine)
         except BaseException:
@@ -225,18 +162,19 @@ class CouncilStore:
         return cls(engine, applied)
 
     @staticmethod
-    def _migrate(engine: Engine) -> list[str]:
+    def _migrate(engine: Engine, target: str = "head") -> list[str]:
+        """Upgrade to `target` (tests stop at older revisions to test the upgrades)."""
         config = _alembic_config()
         script = ScriptDirectory.from_config(config)
-        head = script.get_current_head()
+        head = script.get_current_head() if target == "head" else target
         # One transaction, locked against a second council process migrating at the same time.
-        with _serialised(engine, _MIGRATE_LOCK) as conn:
+        with serialised(engine, _MIGRATE_LOCK) as conn:
             current = MigrationContext.configure(conn).get_current_revision()
             if current == head:
                 return []
             pending = [r.revision for r in script.iterate_revisions(head, current)]
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
         return list(reversed(pending))
 
     def close(self) -> None:
@@ -245,32 +183,6 @@ class CouncilStore:
     def current_revision(self) -> str | None:
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
-
-    # -- hubs --------------------------------------------------------------------------------
-
-    def add_hub(
-        self,
-        hub_id: str,
-        public_key: bytes,
-        enrolled_at: float | None = None,
-        software_version: str | None = None,
-    ) -> None:
-        """Register an enrolled hub; raises sqlalchemy.exc.IntegrityError if the id exists."""
-        when = time.time() if enrolled_at is None else enrolled_at
-        with self.engine.begin() as conn:
-            conn.execute(
-                hubs.insert().values(
-                    hub_id=hub_id,
-                    public_key=public_key,
-                    enrolled_at=when,
-                    software_version=software_version,
-                )
-            )
-
-    def get_hub(self, hub_id: str) -> Hub | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(hubs).where(hubs.c.hub_id == hub_id)).one_or_none()
-        return None if row is None else Hub(**row._asdict())
 
     # -- events ------------------------------------------------------------------------------
 
@@ -281,47 +193,154 @@ class CouncilStore:
         *,
         received_at: float | None = None,
         software_version: str | None = None,
+        health: Mapping[str, JSONValue] | None = None,
+        clock_offset_s: float | None = None,
     ) -> IngestResult:
         """Store a batch once, in one transaction; re-sent or overlapping batches add nothing.
 
-        Also records the hub's last contact (and software version when given) in the same
-        transaction, so the fleet view never shows a contact whose data is missing.
+        Also records, in the same transaction, the hub's last contact, high water, count of
+        events held, latest health report (only its known keys, checked: StoreError names a
+        wrong field), clock offset and software version (the argument, else the report's), so
+        the fleet view never shows a contact whose data is missing.
         """
         if len(hub_id) > 64:
             raise StoreError("hub id too long")
-        now = time.time() if received_at is None else received_at
-        rows = [_row_for(hub_id, r, now) for r in records]
-        seqs = sorted({r["seq"] for r in rows})
-        with _serialised(self.engine, _INGEST_LOCK) as conn:
-            touch = hubs.update().where(hubs.c.hub_id == hub_id).values(last_contact=now)
-            if software_version is not None:
-                touch = touch.values(software_version=software_version)
-            if conn.execute(touch).rowcount != 1:
-                raise StoreError(f"unknown hub {hub_id!r}")
-            # Under the ingest lock nobody else writes events, so what is already held is
-            # exact; ON CONFLICT DO NOTHING stays as the database's own guarantee.
-            held = set(conn.scalars(_held_query(conn, hub_id, seqs)))
-            fresh: dict[int, dict[str, Any]] = {}
-            for row in rows:
-                if row["seq"] not in held:
-                    fresh.setdefault(row["seq"], row)  # the first copy in a batch wins
-            if fresh:
-                conn.execute(_insert_ignoring_duplicates(conn), list(fresh.values()))
-        return IngestResult(new=len(fresh), held=tuple(seqs))
+        now = now_or(received_at)
+        rows = [row_for(hub_id, r, now) for r in records]
+        report = None if health is None else validate_health(health)
+        if software_version is None and report is not None:
+            software_version = report.get("software_version")
+        software_version = short_text(software_version, 64)
+        offset = None if clock_offset_s is None else finite(clock_offset_s)
+        batch: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            batch.setdefault(row["seq"], row)  # the first copy in a batch wins
+        seqs = sorted(batch)
+        try:
+            with serialised(self.engine, _INGEST_LOCK) as conn:
+                # Under the ingest lock nobody else writes events, so what is already held is
+                # exact; ON CONFLICT DO NOTHING stays as the database's own guarantee. Bodies
+                # come back only for seqs already held: none, unless the hub is retrying.
+                stored = conn.execute(_held_query(conn, hub_id, seqs)).all()
+                conflicts = sorted(
+                    seq
+                    for seq, body in stored
+                    if not same_json(decoded(body), json_document(batch[seq]["body"], "record"))
+                )
+                held_before = {seq for seq, _ in stored}
+                fresh = [row for seq, row in batch.items() if seq not in held_before]
+                touch = self._touch(hub_id, now, fresh, software_version, report, offset)
+                hub = conn.execute(touch).first()
+                if hub is None:
+                    raise StoreError(f"unknown hub {hub_id!r}")
+                if fresh:
+                    conn.execute(_insert_ignoring_duplicates(conn), fresh)
+        except (sa.exc.StatementError, ValueError) as exc:
+            # The JSON serialiser refused NaN or infinity deep inside a body: SQLite's bind
+            # step wraps its ValueError in StatementError, psycopg's dumper lets it through.
+            cause = exc.orig if isinstance(exc, sa.exc.StatementError) else exc
+            if isinstance(cause, ValueError) and "JSON" in str(cause):
+                raise StoreError(f"malformed record: {cause}") from exc
+            raise
+        refused = set(conflicts)
+        return IngestResult(
+            new=len(fresh),
+            held=tuple(s for s in seqs if s not in refused),
+            conflicts=tuple(conflicts),
+            high_water=hub.high_water,
+            config_version=hub.config_version,
+        )
+
+    @staticmethod
+    def _touch(
+        hub_id: str,
+        now: float,
+        fresh: list[dict[str, Any]],
+        software_version: str | None,
+        report: dict[str, Any] | None,
+        offset: float | None,
+    ) -> sa.Update:
+        values: dict[str, Any] = {"last_contact": now}
+        if fresh:
+            top = max(row["seq"] for row in fresh)
+            high = sa.case((hubs.c.high_water < top, top), else_=hubs.c.high_water)
+            values.update(high_water=high, events_held=hubs.c.events_held + len(fresh))
+        if software_version is not None:
+            values["software_version"] = software_version
+        if report is not None:
+            values.update(health=report, health_at=now)
+        if offset is not None:
+            values["clock_offset_s"] = offset
+        return (
+            hubs.update()
+            .where(hubs.c.hub_id == hub_id)
+            .values(values)
+            .returning(hubs.c.high_water, hubs.c.config_version)
+        )
+
+    def events_page(
+        self,
+        after: int,
+        limit: int,
+        hub_id: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> EventPage:
+        """Up to `limit` events with id > `after` matching the filters, in ingest order.
+
+        since <= wall_time < until. The newest visible id is read first and the page is cut at
+        it, so `next_cursor` can move past rows the filters skipped (a client never rescans
+        them) without passing a row that commits later: ids commit in order (module doc).
+        `more` says a further page has matching rows visible now.
+        """
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        if kind is not None and kind not in KINDS:
+            raise StoreError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        e = events.c
+        with self.engine.connect() as conn:
+            top = int(conn.scalar(sa.select(sa.func.max(e.id))) or 0)
+            query = sa.select(events).where(e.id > after, e.id <= top).order_by(e.id)
+            if hub_id is not None:
+                query = query.where(e.hub_id == hub_id)
+            if kind is not None:
+                query = query.where(e.kind == kind)
+            if since is not None:
+                query = query.where(e.wall_time >= since)
+            if until is not None:
+                query = query.where(e.wall_time < until)
+            rows = conn.execute(query.limit(limit + 1)).all()  # one extra row answers `more`
+        more = len(rows) > limit
+        page = [_event_from_row(row._asdict()) for row in rows[:limit]]
+        next_cursor = page[-1].id if more else max(after, top)
+        return EventPage(events=page, next_cursor=next_cursor, more=more)
+
+    def iter_events(
+        self,
+        after: int = 0,
+        hub_id: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        page: int = 5000,
+    ) -> Iterator[CouncilEvent]:
+        """Every matching event after `after`, one page in memory at a time (for exports);
+        ends at what was visible when the last page was read."""
+        cursor = after
+        while True:
+            got = self.events_page(cursor, page, hub_id, kind, since, until)
+            yield from got.events
+            cursor = got.next_cursor
+            if not got.more:
+                return
 
     def events_after(
         self, cursor: int, limit: int, hub_id: str | None = None
     ) -> list[CouncilEvent]:
         """Up to `limit` events with id > cursor, in ingest order; the last id is the next
         cursor. Safe against concurrent ingests because ids commit in order (module doc)."""
-        if limit <= 0:
-            raise ValueError("limit must be positive")
-        query = sa.select(events).where(events.c.id > cursor).order_by(events.c.id).limit(limit)
-        if hub_id is not None:
-            query = query.where(events.c.hub_id == hub_id)
-        with self.engine.connect() as conn:
-            result = conn.execute(query).all()
-        return [_event_from_row(row._asdict()) for row in result]
+        return self.events_page(cursor, limit, hub_id=hub_id).events
 
     def count_events(self, hub_id: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(events)
@@ -330,35 +349,43 @@ class CouncilStore:
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
 
+    # -- fleet -------------------------------------------------------------------------------
 
-@contextmanager
-def _serialised(engine: Engine, lock: int) -> Iterator[Connection]:
-    """A write transaction that runs alone: SQLite takes its write lock at BEGIN, PostgreSQL
-    waits on an advisory lock released at commit or rollback."""
-    with engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE") as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-        yield conn
+    def fleet(self, now: float | None = None) -> list[FleetEntry]:
+        """Every hub's entry, by hub id, read from the hubs table alone. `now` is accepted
+        for symmetry and unused: silence is judged at each hub's last report, so a hub that
+        went quiet shows as such by its last_contact, not by all its sensors turning silent."""
+        del now
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(*_FLEET_COLUMNS).order_by(hubs.c.hub_id)).all()
+        return [fleet_entry(row._asdict()) for row in rows]
+
+    def fleet_entry(self, hub_id: str) -> FleetEntry | None:
+        with self.engine.connect() as conn:
+            query = sa.select(*_FLEET_COLUMNS).where(hubs.c.hub_id == hub_id)
+            row = conn.execute(query).first()
+        return None if row is None else fleet_entry(row._asdict())
 
 
-def _held_query(conn: Connection, hub_id: str, seqs: list[int]) -> sa.Select[tuple[int]]:
+# Everything fleet.fleet_entry reads (by name); never the key or the config.
+_FLEET_COLUMNS = [c for c in hubs.c if c.name not in ("public_key", "config")]
+
+
+def _held_query(conn: Connection, hub_id: str, seqs: list[int]) -> sa.Select[tuple[int, Any]]:
     """PostgreSQL gets one array parameter: 500 separate IN parameters cost it ~90 ms a batch
     (measured), the array well under 1 ms."""
-    if conn.dialect.name == "postgresql":
+    if is_pg(conn):
         wanted = events.c.seq == sa.any_(sa.literal(seqs, postgresql.ARRAY(sa.BigInteger())))
     else:
         wanted = events.c.seq.in_(seqs)
-    return sa.select(events.c.seq).where(events.c.hub_id == hub_id, wanted)
+    return sa.select(events.c.seq, events.c.body).where(events.c.hub_id == hub_id, wanted)
 
 
 def _insert_ignoring_duplicates(conn: Connection) -> sa.Insert:
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    dialect_insert = postgresql.insert if is_pg(conn) else sqlite.insert
     stmt = dialect_insert(events).on_conflict_do_nothing(index_elements=["hub_id", "seq"])
     return stmt
 
 
 def _event_from_row(row: dict[str, Any]) -> CouncilEvent:
-    body = row["body"]
-    if isinstance(body, str):  # a driver that hands JSON back as text
-        body = json.loads(body)
-    return CouncilEvent(**{**row, "body": body})
+    return CouncilEvent(**{**row, "body": decoded(row["body"])})
