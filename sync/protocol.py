@@ -79,7 +79,14 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-PublicKeyB64 = Annotated[str, StringConstraints(min_length=44, max_length=44)]
+# Standard base64 of exactly 32 bytes: 42 free characters, then one whose low 4 bits are 0
+# (it carries the last 2 bits of byte 32), then the padding.
+PublicKeyB64 = Annotated[
+    str,
+    StringConstraints(
+        min_length=44, max_length=44, pattern=r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+    ),
+]
 EnrollmentCodeText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 

@@ -84,7 +84,7 @@ HEADER_TARGET = "X-Hearth-Target"
 HEADER_SIGNATURE = "X-Hearth-Signature"
 _REQUIRED = (HEADER_HUB, HEADER_TIMESTAMP, HEADER_CONTENT_SHA256, HEADER_TARGET, HEADER_SIGNATURE)
 
-DEFAULT_MAX_SKEW_S = 300
+DEFAULT_MAX_SKEW_S = 300.0
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 _HEX_SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -188,7 +188,7 @@ def verify_request(
     body: bytes,
     now: float,
     *,
-    max_skew_s: int = DEFAULT_MAX_SKEW_S,
+    max_skew_s: float = DEFAULT_MAX_SKEW_S,
 ) -> None:
     """Check that this request was signed by the holder of `public_key_b64`, unaltered, and
     recently (|now - timestamp| <= max_skew_s, edges included).
@@ -218,7 +218,7 @@ def verify_request(
         raise SignatureError(
             Reason.TIMESTAMP,
             f"timestamp {timestamp} is {skew:+.0f} s from the council's clock; "
-            f"the window is ±{max_skew_s} s (is the hub's clock set?)",
+            f"the window is ±{max_skew_s:g} s (is the hub's clock set?)",
         )
 
     raw_signature = lowered[HEADER_SIGNATURE.lower()]
