@@ -279,6 +279,129 @@ class Store:
     def _set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    # -- sync support (sync.uploader) -----------------------------------------------------
+
+    def renumber(self, seqs: Iterable[int], floor: int = 0) -> dict[int, int]:
+        """Move these unsynced events to fresh sequence numbers above every number this hub
+        has used and above `floor` (the council's high water); returns old -> new for each
+        event moved. Synced or unknown numbers are left alone and left out of the result.
+
+        Why: the council holds different content under these numbers (an SD card that lost
+        the newest commits made the hub hand them out again), and never overwrites it; under
+        new numbers the events are stored instead of being taken for duplicates.
+
+        Kill safety: the sequence reservation is extended first (a crash right after it only
+        wastes numbers); the moves, the alert_state references and the raised floor are one
+        transaction, so a kill leaves either every old number or every new one, never an
+        event twice or not at all. The base is read inside that transaction from the file
+        itself, so a second process on the same buffer (`hearth sync now`) cannot collide.
+        """
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return {}
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                present = self._unsynced_among(wanted)
+                if not present:
+                    self._conn.execute("COMMIT")
+                    return {}
+                base = max(self._next_seq - 1, floor, self._file_floor())
+                mapping = {old: base + 1 + i for i, old in enumerate(present)}
+                top = base + len(present)
+                self._reservation.ensure(top)
+                moves = [(new, old) for old, new in mapping.items()]
+                self._conn.executemany("UPDATE events SET seq = ? WHERE seq = ?", moves)
+                self._conn.executemany("UPDATE alert_state SET seq = ? WHERE seq = ?", moves)
+                self._raise_meta_floor(top)
+                self._conn.execute("COMMIT")
+            except Exception as exc:
+                self._rollback()
+                raise StoreWriteError(f"could not renumber {len(wanted)} events: {exc}") from exc
+            self._next_seq = max(self._next_seq, top + 1)
+        log.warning(
+            "renumbered %d events the council holds with other content: %s",
+            len(mapping),
+            _describe_moves(mapping),
+        )
+        return mapping
+
+    def raise_seq_floor(self, high_water: int) -> bool:
+        """Never hand out a sequence number at or below `high_water` again; returns whether
+        the floor moved. Costs no write in the normal case (the council holds nothing above
+        what this hub has numbered); only a hub that lost its newest commits (or a new buffer
+        after a damaged one) writes the floor, durably, before its next commit can reuse a
+        number the council already holds."""
+        with self._lock:
+            if high_water < self._next_seq:
+                return False
+            try:
+                self._reservation.ensure(high_water)
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._raise_meta_floor(high_water)
+                self._conn.execute("COMMIT")
+            except Exception as exc:
+                self._rollback()
+                raise StoreWriteError(f"could not raise the sequence floor: {exc}") from exc
+            self._next_seq = high_water + 1
+        log.warning("the council holds sequence numbers up to %d: continuing above it", high_water)
+        return True
+
+    def _unsynced_among(self, seqs: Sequence[int]) -> list[int]:
+        found: list[int] = []
+        for i in range(0, len(seqs), 500):
+            chunk = seqs[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.extend(
+                row[0]
+                for row in self._conn.execute(
+                    f"SELECT seq FROM events WHERE synced = 0 AND seq IN ({marks})", chunk
+                )
+            )
+        return sorted(found)
+
+    def _file_floor(self) -> int:
+        """The highest number the file itself says was used (rows or the persisted floor)."""
+        highest = self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        floor = self._conn.execute("SELECT value FROM meta WHERE key = 'seq_floor'").fetchone()
+        return max(int(highest), int(floor[0]) if floor else 0)
+
+    def _raise_meta_floor(self, value: int) -> None:
+        # Only upwards: quota.enforce writes the floor too, and a floor must never go down.
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('seq_floor', ?) ON CONFLICT (key) DO UPDATE"
+            " SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+            (str(value),),
+        )
+
+    def queue_depth(self) -> int:
+        """Unsynced events (all priorities): cheap, it counts the outbox index only."""
+        with self._lock:
+            return int(
+                self._conn.execute("SELECT count(*) FROM events WHERE synced = 0").fetchone()[0]
+            )
+
+    def set_meta(self, values: Mapping[str, str | None]) -> None:
+        """Set (or, with None, delete) meta keys in one durable transaction: the uploader's
+        last error survives a restart and `hearth status` can read it from another process."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for key, value in values.items():
+                    if value is None:
+                        self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+                    else:
+                        self._set_meta(key, value)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreWriteError(f"could not write {', '.join(values)}: {exc}") from exc
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
     # -- limits --------------------------------------------------------------------------
 
     def enforce_limits(self) -> quota.PruneReport:
@@ -424,5 +547,23 @@ def inspect(path: Path) -> StoreStatus:
     conn = _connect(path, readonly=True)
     try:
         return read_status(conn, path, None)
+    finally:
+        conn.close()
+
+
+def _describe_moves(mapping: Mapping[int, int], shown: int = 5) -> str:
+    moves = [f"{old}->{new}" for old, new in list(mapping.items())[:shown]]
+    more = len(mapping) - shown
+    return ", ".join(moves) + (f" and {more} more" if more > 0 else "")
+
+
+def inspect_meta(path: Path) -> dict[str, str]:
+    """The buffer's meta table (last sync, last sync error, sequence floor) read-only, for
+    `hearth status` beside a running hub."""
+    if not path.exists():
+        raise FileNotFoundError(f"no buffer at {path}: has the hub run yet?")
+    conn = _connect(path, readonly=True)
+    try:
+        return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
     finally:
         conn.close()

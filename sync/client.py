@@ -1,0 +1,163 @@
+"""The hub's HTTP side of the council API: TLS set-up, signed requests, the council's clock.
+
+Every hub-signed request goes through `CouncilClient.send`, so signing, the clock offset and
+the one retry after a stale timestamp live in one place for the uploader and the config fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from sync.protocol import HEADER_COUNCIL_TIME
+from sync.signing import Signer, sign_request
+
+log = logging.getLogger(__name__)
+
+
+class UploadClock(Protocol):
+    """The time the uploader needs; hub.clock.SystemClock is one, tests pass a fake."""
+
+    def wall(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class CouncilError(Exception):
+    """The council answered with a refusal; `status` and `detail` say what it said."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"the council answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """Verification is always on. With `ca_bundle`, only that CA is trusted (a council that
+    runs its own CA should not also accept any public CA's certificate for its name);
+    without, the system's trust store."""
+    if ca_bundle is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use the CA bundle {ca_bundle}: {exc}") from exc
+
+
+def make_http_client(
+    *,
+    ca_bundle: Path | None,
+    timeout_s: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The uploader's client: TLS verified, config timeouts, no redirects (a redirected
+    upload would be signed for the wrong path; better to report the wrong URL)."""
+    return httpx.AsyncClient(
+        verify=tls_context(ca_bundle),
+        timeout=httpx.Timeout(timeout_s),
+        follow_redirects=False,
+        transport=transport,
+    )
+
+
+def response_detail(response: httpx.Response) -> str:
+    """The council's {"detail": ...} text, or the start of whatever else it sent."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return str(body["detail"])
+    text = response.text.strip()
+    return text[:200] if text else response.reason_phrase or "no detail"
+
+
+def council_time(response: httpx.Response) -> float | None:
+    raw = response.headers.get(HEADER_COUNCIL_TIME)
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+class CouncilClient:
+    """Signed requests for one hub. Keeps offset = council time - local time from every
+    answer (refusals included) and signs with local time + offset, so a Pi whose clock is
+    wrong after a power cut can still upload (see sync.signing on clock skew)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        council_url: str,
+        hub_id: str,
+        signer: Signer,
+        clock: UploadClock,
+    ) -> None:
+        self._http = http
+        self._base = council_url.rstrip("/")
+        # A council behind a path prefix (https://host/hearth) sees that prefix in its raw
+        # path too, so it is part of what is signed.
+        self._prefix = urlsplit(self._base).path
+        self.hub_id = hub_id
+        self._signer = signer
+        self._clock = clock
+        self.clock_offset_s: float | None = None  # None until the council has answered once
+        self.requests = 0
+        self.body_bytes = 0
+
+    def _note_council_time(self, response: httpx.Response) -> None:
+        when = council_time(response)
+        if when is not None:
+            self.clock_offset_s = when - self._clock.wall()
+
+    def now(self) -> float:
+        """The hub's best estimate of the council's time."""
+        return self._clock.wall() + (self.clock_offset_s or 0.0)
+
+    async def send(
+        self, method: str, path: str, body: bytes = b"", *, content_type: str | None = None
+    ) -> httpx.Response:
+        """Send one signed request; transport errors propagate (httpx.TransportError).
+
+        A 401 that says the timestamp was refused is retried at once, once, with the offset
+        the refusal itself carried: the first answer after boot often is exactly that.
+        """
+        signed_path = self._prefix + path
+        for attempt in range(2):
+            signed_at = self.now()
+            headers = sign_request(self._signer, self.hub_id, method, signed_path, body, signed_at)
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+            self.requests += 1
+            self.body_bytes += len(body)
+            response = await self._http.request(
+                method, self._base + path, content=body, headers=headers
+            )
+            self._note_council_time(response)
+            if attempt == 0 and self._timestamp_refused(response, signed_at):
+                log.warning(
+                    "the council refused our timestamp (%s); retrying with its clock (offset"
+                    " %+.1f s)",
+                    response_detail(response),
+                    self.clock_offset_s or 0.0,
+                )
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _timestamp_refused(self, response: httpx.Response, signed_at: float) -> bool:
+        if response.status_code != 401 or council_time(response) is None:
+            return False
+        if "timestamp" not in response_detail(response).lower():
+            return False
+        # Retrying helps only if the new offset moves the timestamp we would sign.
+        return abs(self.now() - signed_at) >= 1.0

@@ -1,0 +1,254 @@
+"""Enrollment on the hub: make the key pair, register its public half with a one-time code.
+
+The private key is written once, mode 0600, by hub.identity, and never leaves this module in
+any form but signatures: the request carries the public key only, and nothing here logs key
+material. The steps are ordered so that no failure leaves the installer stuck:
+
+- A key without a hub id is reused: an earlier attempt may have failed before the council
+  answered, and the code is still unused.
+- The council's answer is written to `enrollment.json` beside the key before the caller
+  writes the config. If writing the config then fails (disk full, power cut), the next
+  `hearth enroll` finishes from that record without asking the council again, which would
+  refuse the code as used.
+- `force` (a new identity for a hub that already has one) makes the new key aside and puts it
+  in place only once the council has accepted it: a refused code leaves the old identity
+  working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from hub.fsutil import atomic_write_text
+from hub.identity import KEY_FILENAME, HubIdentity, KeyFileError
+from sync.client import response_detail, tls_context
+from sync.protocol import ENROLL_PATH, EnrollRequest, EnrollResponse
+
+log = logging.getLogger(__name__)
+
+RECORD_FILENAME = "enrollment.json"
+_PENDING_DIR = "enroll-pending"
+
+
+class EnrollError(Exception):
+    """Enrollment did not happen; the message tells the installer what to do next."""
+
+
+def _software_version() -> str:
+    from hub import __version__
+
+    return __version__
+
+
+def _read_record(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((data_dir / RECORD_FILENAME).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _finished_earlier(
+    data_dir: Path, identity: HubIdentity, council_url: str
+) -> EnrollResponse | None:
+    """The council's earlier answer for this very key and council, if one was recorded."""
+    record = _read_record(data_dir)
+    if record is None:
+        return None
+    if record.get("public_key") != identity.public_key_b64():
+        return None
+    if str(record.get("council_url", "")).rstrip("/") != council_url.rstrip("/"):
+        return None
+    try:
+        return EnrollResponse.model_validate(record.get("response"))
+    except ValidationError:
+        return None
+
+
+def _write_record(
+    data_dir: Path, identity: HubIdentity, council_url: str, answer: EnrollResponse
+) -> None:
+    record = {
+        "council_url": council_url,
+        "public_key": identity.public_key_b64(),
+        "response": answer.model_dump(mode="json"),
+    }
+    atomic_write_text(data_dir / RECORD_FILENAME, json.dumps(record, indent=2) + "\n")
+
+
+def _no_connection(council_url: str, exc: httpx.RequestError) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (
+                f"the council at {council_url} presented a certificate this hub does not trust"
+                f" ({cause.verify_message}); if the council uses its own CA, give its CA"
+                " certificate with --ca-bundle. The code was not used."
+            )
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return (
+            f"no connection to the council at {council_url} ({type(exc).__name__}: {exc});"
+            " the code was not used and stays valid until the expiry given with it: try"
+            " again when the hub is online"
+        )
+    # The request may have reached the council, and the answer been lost on the way back.
+    return (
+        f"no connection to the council at {council_url} ({type(exc).__name__}: {exc}) while"
+        " waiting for its answer; try again. If the council then says the code was used, it"
+        " enrolled this hub before the connection dropped: " + _ASK_FOR_ID
+    )
+
+
+_ASK_FOR_ID = (
+    "the council's admin sees this hub's id beside the code (hearth council code list);"
+    " put it in the config as [hub] id."
+)
+
+
+def _refusal(status: int, detail: str, council_url: str) -> str:
+    if status == 403:
+        return (
+            f"the council refused the enrollment code: {detail}. Ask the council's admin for"
+            " a new code (hearth council code create) and run hearth enroll again."
+        )
+    if status == 409:
+        return (
+            f"the council already has this hub's key enrolled ({detail}). If this hub was"
+            " enrolled before, restore its config (hub id) from the earlier enrollment; to"
+            " enroll it as a new hub, run hearth enroll again with --force (a new key)."
+        )
+    if status == 422:
+        return f"the council could not accept the request: {detail}"
+    if status == 404:
+        return (
+            f"{council_url} has no enrollment endpoint ({detail}): is this the council's address?"
+        )
+    return f"the council at {council_url} answered {status}: {detail}"
+
+
+def enroll(
+    council_url: str,
+    code: str,
+    data_dir: Path,
+    *,
+    name: str | None = None,
+    ca_bundle: Path | None = None,
+    transport: httpx.BaseTransport | None = None,
+    hub_id: str | None = None,
+    force: bool = False,
+    timeout_s: float = 30.0,
+) -> EnrollResponse:
+    """Enroll this hub with the council; returns the council's answer (hub id, config).
+
+    `hub_id` is the id the hub's config already has, if any: with a key too, the hub is
+    enrolled and this refuses unless `force`. Raises EnrollError with the installer's next
+    step; KeyFileError if the key on disk is unusable (its message says how to fix it).
+    """
+    data_dir = Path(data_dir)
+    council_url = council_url.rstrip("/")
+    key_path = data_dir / KEY_FILENAME
+    has_key = os.path.lexists(key_path)
+    if has_key and hub_id and not force:
+        raise EnrollError(
+            f"this hub is already enrolled as {hub_id} (key {key_path}). To enroll it again"
+            " as a new hub, use --force: it gets a new key and a new hub id."
+        )
+    pending = data_dir / _PENDING_DIR
+    if has_key and force:
+        shutil.rmtree(pending, ignore_errors=True)  # a staged key from an earlier attempt
+        identity = HubIdentity.generate(pending)
+    elif has_key:
+        identity = HubIdentity.load(data_dir)
+        earlier = _finished_earlier(data_dir, identity, council_url)
+        if earlier is not None:
+            log.info("the council already enrolled this key as %s; finishing", earlier.hub_id)
+            return earlier
+        log.info("reusing the hub key made by an earlier attempt (%s)", identity.fingerprint())
+    else:
+        identity = HubIdentity.generate(data_dir)
+    try:
+        answer = _post(council_url, code, identity, name, ca_bundle, transport, timeout_s)
+    except EnrollError as exc:
+        if identity.path.parent == pending:
+            shutil.rmtree(pending, ignore_errors=True)
+        if has_key and not force and "used" in str(exc):
+            # This key was made by an attempt that may have been cut off after the council
+            # had enrolled it (the answer lost): say how to find out.
+            raise EnrollError(f"{exc} If an earlier attempt was cut off, {_ASK_FOR_ID}") from None
+        raise
+    if identity.path.parent == pending:
+        _replace_key(identity.path, key_path)
+        identity = HubIdentity.load(data_dir)
+    _write_record(data_dir, identity, council_url, answer)
+    log.info("enrolled as %s (key %s)", answer.hub_id, identity.fingerprint())
+    return answer
+
+
+def _post(
+    council_url: str,
+    code: str,
+    identity: HubIdentity,
+    name: str | None,
+    ca_bundle: Path | None,
+    transport: httpx.BaseTransport | None,
+    timeout_s: float,
+) -> EnrollResponse:
+    try:
+        request = EnrollRequest(
+            code=code.strip(),
+            public_key=identity.public_key_b64(),
+            name=name,
+            software_version=_software_version(),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise EnrollError(f"cannot send this enrollment: {problems}") from None
+    try:
+        verify = tls_context(ca_bundle)
+    except ValueError as exc:
+        raise EnrollError(str(exc)) from None
+    with httpx.Client(
+        verify=verify, timeout=timeout_s, transport=transport, follow_redirects=False
+    ) as http:
+        try:
+            response = http.post(
+                council_url + ENROLL_PATH, json=request.model_dump(mode="json", exclude_none=True)
+            )
+        except httpx.RequestError as exc:
+            raise EnrollError(_no_connection(council_url, exc)) from None
+    if response.status_code != 201:
+        raise EnrollError(_refusal(response.status_code, response_detail(response), council_url))
+    try:
+        return EnrollResponse.model_validate(response.json())
+    except (ValueError, ValidationError) as exc:
+        raise EnrollError(
+            f"the council at {council_url} accepted the code but its answer is not an"
+            f" enrollment ({exc}); ask its admin to check the service version"
+        ) from None
+
+
+def _replace_key(staged: Path, target: Path) -> None:
+    """Put a staged key in place of the old one (rename: atomic; the old key is gone only
+    once the new one is there), then make it durable."""
+    os.replace(staged, target)
+    fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        staged.parent.rmdir()
+
+
+__all__ = ["RECORD_FILENAME", "EnrollError", "KeyFileError", "enroll"]

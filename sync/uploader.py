@@ -1,0 +1,619 @@
+"""The hub's uploader: ships what the store has not had acknowledged, alerts first.
+
+State lives in the store, not here: an event is unsynced until the council's answer lists it
+as held, and only then is it marked synced. So a restart, a kill or a lost answer costs at
+most a re-send, which the council recognises (idempotent on hub id and sequence), and the
+uploader resumes exactly where the acknowledgements left it.
+
+One round (`upload_once`): the next batch by priority (store.next_batch: alerts, then system
+events, then readings), cut to the byte bound, encoded and compressed (sync.codec), paced by
+the bandwidth cap, signed and posted; then the answer is applied: held -> mark_synced,
+conflicts -> renumber above the council's high water (sent again in the next round),
+high_water -> the store's sequence floor. `run` loops rounds forever inside `hearth run`;
+`drain` loops until the outbox is empty or a round fails, for `hearth sync now`. Store calls
+run in a worker thread, so the event loop never waits on an fsync.
+
+Waiting: after a success the next round starts at once while a backlog remains; an empty
+outbox waits `sync_interval_s` or until `wake()` (an alert was committed). After a failure the
+wait is full-jitter exponential backoff capped at `retry_max_s`, with Retry-After honoured on
+429/503 as a floor (never beyond the cap). A wake does not cut a failure's wait short: the
+council or the link is failing, and the cap bounds how long an alert can wait for it.
+A refusal of our own batch (400/403/415/422, or 413 for a single event) cannot be fixed by
+retrying soon: it is logged loudly once per batch, waits the cap, and shows in the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import ValidationError
+
+from hub.events import StoredEvent
+from hub.store import Store, StoreWriteError
+from sync.backoff import Backoff, TokenBucket, honoured_delay, retry_after_s
+from sync.client import CouncilClient, CouncilError, UploadClock, response_detail
+from sync.codec import CONTENT_TYPE, encode_batch
+from sync.health import HealthReporter
+from sync.protocol import (
+    CONFIG_PATH,
+    MAX_BATCH_EVENTS,
+    MAX_UPLOAD_BYTES,
+    UPLOAD_PATH,
+    HubConfig,
+    UploadAck,
+    from_ranges,
+)
+from sync.signing import Signer
+
+if TYPE_CHECKING:
+    from hub.config import HubConfig as HubConfigFile
+
+log = logging.getLogger(__name__)
+
+# Meta keys the uploader keeps in the store, for `hearth status` in another process.
+META_LAST_ERROR = "last_sync_error"
+META_LAST_ERROR_AT = "last_sync_error_at"
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """The [council] section, as the uploader uses it."""
+
+    url: str
+    ca_bundle: Path | None = None
+    sync_interval_s: float = 60.0
+    batch_max_events: int = 500
+    batch_max_kib: int = 256
+    retry_max_s: float = 300.0
+    retry_base_s: float = 1.0
+    timeout_s: float = 30.0
+    bandwidth_kib_s: float | None = None
+    burst_s: float = 1.0  # the bandwidth bucket holds this many seconds' worth
+
+    @classmethod
+    def from_config(cls, config: HubConfigFile) -> UploadSettings:
+        council = config.council
+        if council.url is None:
+            raise ValueError("no [council] url in the config: enroll the hub first (hearth enroll)")
+        return cls(
+            url=council.url,
+            ca_bundle=council.ca_bundle,
+            sync_interval_s=council.sync_interval_s,
+            batch_max_events=council.batch_max_events,
+            batch_max_kib=council.batch_max_kib,
+            retry_max_s=council.retry_max_s,
+            timeout_s=council.timeout_s,
+            bandwidth_kib_s=council.bandwidth_kib_s,
+        )
+
+    @property
+    def max_body_bytes(self) -> int:
+        return min(self.batch_max_kib * 1024, MAX_UPLOAD_BYTES)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"  # the council answered with an acknowledgement
+    EMPTY = "empty"  # nothing to send
+    RETRY = "retry"  # a fault that retrying fixes (network, 5xx, 429): backoff
+    REFUSED = "refused"  # the council refused our request: waiting the cap, see last_error
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    outcome: Outcome
+    events: int = 0  # events in the batch that was answered
+    held: int = 0  # of those, now held by the council (marked synced)
+    new: int = 0  # stored by this upload (the rest were duplicates of earlier sends)
+    renumbered: int = 0  # conflicts moved to fresh sequence numbers, to be sent again
+    bytes: int = 0  # request bodies sent in this round, retries included
+    requests: int = 0
+    delay_s: float = 0.0  # the wait before the next attempt (failures only)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class UploaderStatus:
+    """A snapshot for `hearth status` and `hearth sync now`. Times are the hub's Unix time."""
+
+    last_attempt_at: float | None = None
+    last_success_at: float | None = None
+    last_error: str | None = None  # the latest failure, kept after a success for diagnosis
+    last_error_at: float | None = None
+    consecutive_failures: int = 0  # 0: the last attempt succeeded
+    next_attempt_at: float | None = None
+    clock_offset_s: float | None = None
+    events_sent: int = 0  # acknowledged as held
+    batches_sent: int = 0  # acknowledged uploads
+    bytes_sent: int = 0  # request bodies, every attempt
+    council_config_version: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What `drain` (hearth sync now) did."""
+
+    ok: bool  # the uploader caught up: a round found nothing left to send
+    events: int
+    batches: int
+    bytes: int
+    requests: int
+    duration_s: float
+    remaining: int  # unsynced events at the end (a running hub may have added some)
+    error: str | None = None
+
+
+@dataclass
+class _Prepared:
+    events: list[StoredEvent]
+    body: bytes
+    health: dict[str, Any] = field(repr=False)
+
+
+class _Refused(Exception):
+    """Our request was refused in a way retrying soon cannot fix."""
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Uploader:
+    """Uploads the store's outbox to the council. See the module docstring.
+
+    `http` is owned by the caller (close it after the uploader stops); build it with
+    sync.client.make_http_client so TLS and timeouts follow the config. `clock` and `rng` are
+    injectable so tests never sleep; the defaults are the real clock and a fresh Random.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer,
+        hub_id: str,
+        settings: UploadSettings,
+        http: httpx.AsyncClient,
+        *,
+        health: HealthReporter | None = None,
+        clock: UploadClock | None = None,
+        rng: random.Random | None = None,
+        config_version: int | None = None,
+        on_config_version: Callable[[int], None] | None = None,
+    ) -> None:
+        if clock is None:
+            from hub.clock import SystemClock
+
+            clock = SystemClock()
+        self.store = store
+        self.settings = settings
+        self.hub_id = hub_id
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._council = CouncilClient(http, settings.url, hub_id, signer, clock)
+        self._health = health
+        self._backoff = Backoff(settings.retry_base_s, settings.retry_max_s, self._rng)
+        self._bucket = (
+            TokenBucket(
+                settings.bandwidth_kib_s * 1024,
+                settings.bandwidth_kib_s * 1024 * settings.burst_s,
+                clock.monotonic(),
+            )
+            if settings.bandwidth_kib_s
+            else None
+        )
+        self._max_body = settings.max_body_bytes
+        self._max_events = min(settings.batch_max_events, MAX_BATCH_EVENTS)
+        # The config version this hub has applied; the lead's code updates it after a fetch.
+        self.applied_config_version = config_version
+        self._on_config_version = on_config_version
+        self._status = UploaderStatus()
+        self._persisted_error: str | None = None
+        self._refused_batch_logged: tuple[int, int, int] | None = None
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- public ----------------------------------------------------------------------------
+
+    def status(self) -> UploaderStatus:
+        return replace(self._status, clock_offset_s=self._council.clock_offset_s)
+
+    @property
+    def council_config_version(self) -> int | None:
+        """The council's current config version for this hub, from the last answer."""
+        return self._status.council_config_version
+
+    def wake(self) -> None:
+        """Start the next round now if the uploader is idle. Safe from any thread (the group
+        committer's, the event loop's): call it after an alert is committed."""
+        loop = self._loop
+        if loop is None:
+            self._wake.set()  # not running yet: the first round starts at once anyway
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the hub is stopping
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        """Upload forever (cancel the task to stop). Never raises but CancelledError."""
+        self._loop = asyncio.get_running_loop()
+        while True:
+            try:
+                result = await self.upload_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop the uploader for good
+                log.exception("upload round failed unexpectedly")
+                result = await self._failed(_Transient(f"internal error: {exc!r}"), 0, 0)
+            if result.outcome is Outcome.SENT:
+                continue  # more may wait; an empty outbox shows as EMPTY next round
+            if result.outcome is Outcome.EMPTY:
+                await self._wait(self.settings.sync_interval_s, wakeable=True)
+            else:
+                await self._wait(result.delay_s, wakeable=False)
+
+    async def drain(self, *, max_rounds: int | None = None) -> DrainReport:
+        """Upload until the outbox is empty or a round fails (no waiting between rounds)."""
+        started = self._clock.monotonic()
+        events = batches = sent_bytes = requests = rounds = 0
+        error: str | None = None
+        ok = False
+        while max_rounds is None or rounds < max_rounds:
+            rounds += 1
+            try:
+                result = await self.upload_once()
+            except Exception as exc:  # a bug: reported by the command, not a traceback
+                log.exception("upload round failed unexpectedly")
+                error = f"internal error: {exc!r}"
+                break
+            sent_bytes += result.bytes
+            requests += result.requests
+            if result.outcome is Outcome.SENT:
+                events += result.held
+                batches += 1
+                continue
+            ok = result.outcome is Outcome.EMPTY
+            error = result.error
+            break
+        remaining = await asyncio.to_thread(self.store.queue_depth)
+        return DrainReport(
+            ok=ok,
+            events=events,
+            batches=batches,
+            bytes=sent_bytes,
+            requests=requests,
+            duration_s=self._clock.monotonic() - started,
+            remaining=remaining,
+            error=error,
+        )
+
+    async def fetch_config(self) -> HubConfig:
+        """GET /v1/config (signed): the council-managed sections and their version. Raises
+        CouncilError on a refusal and httpx.RequestError when the council is unreachable."""
+        response = await self._council.send("GET", CONFIG_PATH)
+        if response.status_code != 200:
+            raise CouncilError(response.status_code, response_detail(response))
+        try:
+            config = HubConfig.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise CouncilError(200, f"the config answer is not a hub config: {exc}") from None
+        self._note_config_version(config.config_version)
+        return config
+
+    # -- one round -------------------------------------------------------------------------
+
+    async def upload_once(self) -> RoundResult:
+        """One upload with its immediate retries (a stale timestamp once; a 413 with a
+        smaller batch). Network and council faults become the result, never exceptions."""
+        self._loop = asyncio.get_running_loop()  # for wake() from other threads
+        self._wake.clear()  # a wake from here on starts another round after this one
+        self._status = replace(self._status, last_attempt_at=self._clock.wall())
+        requests_before = self._council.requests
+        bytes_before = self._council.body_bytes
+
+        def spent() -> tuple[int, int]:
+            return (
+                self._council.body_bytes - bytes_before,
+                self._council.requests - requests_before,
+            )
+
+        prepared = await self._prepare_paced()
+        if prepared is None:
+            return RoundResult(Outcome.EMPTY)
+        try:
+            while True:
+                try:
+                    response = await self._council.send(
+                        "POST", UPLOAD_PATH, prepared.body, content_type=CONTENT_TYPE
+                    )
+                except httpx.RequestError as exc:
+                    raise _Transient(_describe_transport_error(exc)) from exc
+                if response.status_code == 413:
+                    prepared = await self._shrink_after_413(prepared)
+                    await self._pace(len(prepared.body))
+                    continue
+                ack = self._check_answer(response, prepared)
+                break
+            held, new, renumbered = await asyncio.to_thread(self._apply_ack, prepared, ack)
+        except (_Transient, _Refused) as failure:
+            return await self._failed(failure, *spent(), prepared=prepared)
+        body_bytes, requests = spent()
+        return await self._succeeded(prepared, ack, held, new, renumbered, body_bytes, requests)
+
+    def _check_answer(self, response: httpx.Response, prepared: _Prepared) -> UploadAck:
+        status = response.status_code
+        if status == 200:
+            try:
+                return UploadAck.model_validate(response.json())
+            except (ValueError, ValidationError) as exc:
+                raise _Transient(f"the council's answer is not an acknowledgement: {exc}") from None
+        detail = response_detail(response)
+        if status in (429, 503):
+            wait = retry_after_s(response.headers.get("Retry-After"), self._council.now())
+            raise _Transient(f"the council is busy ({status}): {detail}", wait)
+        if status >= 500 or status in (408, 425):
+            raise _Transient(f"the council failed ({status}): {detail}")
+        raise _Refused(f"the council refused the upload ({status}): {detail}")
+
+    async def _shrink_after_413(self, prepared: _Prepared) -> _Prepared:
+        """The council's limit is below what we sent: halve the byte bound (kept for later
+        batches) and cut this batch to fit. Each 413 at least halves the batch, so this ends
+        within log2(5000) steps, at one event if need be."""
+        size = len(prepared.body)
+        if len(prepared.events) == 1:
+            raise _Refused(
+                f"the council refused event #{prepared.events[0].seq} as too large ({size}"
+                " bytes compressed, 413): it cannot be sent as it is"
+            )
+        self._max_body = min(self._max_body, max(1, size // 2))
+        log.warning(
+            "the council refused %d bytes (413): batches now at most %d bytes",
+            size,
+            self._max_body,
+        )
+        half = prepared.events[: max(1, len(prepared.events) // 2)]
+        return await asyncio.to_thread(self._encode_within, half, prepared.health)
+
+    async def _prepare_paced(self) -> _Prepared | None:
+        """The next batch, paced by the bandwidth cap. If an alert arrives while waiting for
+        bandwidth, the batch is made again so the alert goes in this request."""
+        while True:
+            prepared = await asyncio.to_thread(self._prepare)
+            if prepared is None or self._bucket is None:
+                break
+            wait = self._bucket.wait_for(len(prepared.body), self._clock.monotonic())
+            if wait <= 0:
+                break
+            if not await self._wait(wait, wakeable=True, planned=False):
+                break
+            self._wake.clear()
+        if prepared is not None and self._bucket is not None:
+            self._bucket.take(len(prepared.body), self._clock.monotonic())
+        return prepared
+
+    async def _pace(self, size: int) -> None:
+        if self._bucket is None:
+            return
+        wait = self._bucket.wait_for(size, self._clock.monotonic())
+        if wait > 0:
+            await self._clock.sleep(wait)
+        self._bucket.take(size, self._clock.monotonic())
+
+    # -- store side (worker thread) --------------------------------------------------------
+
+    def _prepare(self) -> _Prepared | None:
+        events = self.store.next_batch(self._max_events)
+        if not events:
+            return None
+        health = (
+            self._health.report(self.store.queue_depth(), self.applied_config_version)
+            if self._health is not None
+            else {}
+        )
+        return self._encode_within(events, health)
+
+    def _encode_within(self, events: list[StoredEvent], health: dict[str, Any]) -> _Prepared:
+        """Encode, cutting the batch (from its end: the lowest priority) until the body fits
+        the byte bound. A single event is sent whatever its size; the council judges it."""
+        while True:
+            body = encode_batch(self.hub_id, events, health)
+            if len(body) <= self._max_body or len(events) == 1:
+                return _Prepared(events, body, health)
+            # Proportional guess with a margin, always at least one event fewer.
+            fits = int(len(events) * self._max_body / len(body) * 0.9)
+            events = events[: max(1, min(len(events) - 1, fits))]
+
+    def _apply_ack(self, prepared: _Prepared, ack: UploadAck) -> tuple[int, int, int]:
+        sent = {e.seq for e in prepared.events}
+        try:
+            held = [s for s in from_ranges(ack.held) if s in sent]
+            conflicts = [s for s in from_ranges(ack.conflicts) if s in sent and s not in held]
+        except ValueError as exc:
+            raise _Transient(f"the council's acknowledgement is malformed: {exc}") from None
+        if not held and not conflicts:
+            raise _Transient(
+                f"the council acknowledged none of the {len(sent)} events sent"
+                f" (new={ack.new}, high water {ack.high_water})"
+            )
+        try:
+            if held:
+                self.store.mark_synced(held)
+            moved = self.store.renumber(conflicts, floor=ack.high_water) if conflicts else {}
+            self.store.raise_seq_floor(ack.high_water)
+        except StoreWriteError as exc:
+            # The council holds them; they will be sent again and counted as duplicates.
+            raise _Transient(f"could not record the acknowledgement in the buffer: {exc}") from exc
+        return len(held), ack.new, len(moved)
+
+    def _persist_error(self, error: str, at: float) -> None:
+        """Record the error for `hearth status`; once per distinct error in a run of
+        failures, so a week offline does not write the SD card every retry."""
+        if error == self._persisted_error:
+            return
+        values: dict[str, str | None] = {META_LAST_ERROR: error, META_LAST_ERROR_AT: str(at)}
+        try:
+            self.store.set_meta(values)
+            self._persisted_error = error
+        except StoreWriteError as exc:
+            log.warning("could not record the sync state in the buffer: %s", exc)
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    async def _succeeded(
+        self,
+        prepared: _Prepared,
+        ack: UploadAck,
+        held: int,
+        new: int,
+        renumbered: int,
+        body_bytes: int,
+        requests: int,
+    ) -> RoundResult:
+        now = self._clock.wall()
+        self._backoff.reset()
+        self._refused_batch_logged = None
+        st = self._status
+        self._status = replace(
+            st,
+            last_success_at=now,
+            consecutive_failures=0,
+            next_attempt_at=None,
+            events_sent=st.events_sent + held,
+            batches_sent=st.batches_sent + 1,
+            bytes_sent=st.bytes_sent + body_bytes,
+        )
+        self._persisted_error = None  # the next failure is recorded again, with its time
+        self._note_config_version(ack.config_version)
+        log.debug(
+            "uploaded %d events (%d new, %d renumbered) in %d bytes",
+            held,
+            new,
+            renumbered,
+            body_bytes,
+        )
+        return RoundResult(
+            Outcome.SENT,
+            events=len(prepared.events),
+            held=held,
+            new=new,
+            renumbered=renumbered,
+            bytes=body_bytes,
+            requests=requests,
+        )
+
+    async def _failed(
+        self,
+        failure: Exception,
+        body_bytes: int,
+        requests: int,
+        *,
+        prepared: _Prepared | None = None,
+    ) -> RoundResult:
+        message = str(failure)
+        if isinstance(failure, _Refused):
+            outcome = Outcome.REFUSED
+            delay = self._backoff.at_cap()
+            key = _batch_key(prepared)
+            if key != self._refused_batch_logged:
+                self._refused_batch_logged = key
+                log.error(
+                    "%s; the batch (%s) stays in the buffer and is retried every %.0f s at most:"
+                    " this needs a fix on the hub or the council",
+                    message,
+                    _describe_batch(prepared),
+                    self.settings.retry_max_s,
+                )
+            else:
+                log.debug("%s (again)", message)
+        else:
+            outcome = Outcome.RETRY
+            retry_after = failure.retry_after if isinstance(failure, _Transient) else None
+            jittered = self._backoff.next_delay()
+            delay = honoured_delay(retry_after, jittered, self.settings.retry_max_s, self._rng)
+            repeated = message == self._status.last_error and self._status.consecutive_failures
+            level = logging.DEBUG if repeated else logging.WARNING
+            log.log(level, "upload failed: %s; next try in %.1f s", message, delay)
+        now = self._clock.wall()
+        st = self._status
+        self._status = replace(
+            st,
+            last_error=message,
+            last_error_at=now,
+            consecutive_failures=self._backoff.failures,
+            next_attempt_at=now + delay,
+            bytes_sent=st.bytes_sent + body_bytes,
+        )
+        await asyncio.to_thread(self._persist_error, message, now)
+        return RoundResult(
+            outcome, bytes=body_bytes, requests=requests, delay_s=delay, error=message
+        )
+
+    def _note_config_version(self, version: int) -> None:
+        previous = self._status.council_config_version
+        self._status = replace(self._status, council_config_version=version)
+        if (
+            self._on_config_version is not None
+            and version != previous
+            and version != self.applied_config_version
+        ):
+            try:
+                self._on_config_version(version)
+            except Exception:
+                log.exception("the config version listener failed")
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    async def _wait(self, seconds: float, *, wakeable: bool, planned: bool = True) -> bool:
+        """Sleep on the uploader's clock; True if a wake cut it short."""
+        if planned:
+            self._status = replace(self._status, next_attempt_at=self._clock.wall() + seconds)
+        if wakeable and self._wake.is_set():
+            return True
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        if not wakeable:
+            await sleeper
+            return False
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        return waker.done() and not waker.cancelled()
+
+
+def _batch_key(prepared: _Prepared | None) -> tuple[int, int, int]:
+    if prepared is None or not prepared.events:
+        return (0, 0, 0)
+    seqs = [e.seq for e in prepared.events]
+    return (min(seqs), max(seqs), len(seqs))
+
+
+def _describe_batch(prepared: _Prepared | None) -> str:
+    if prepared is None or not prepared.events:
+        return "no batch"
+    first, last, count = _batch_key(prepared)
+    return f"{count} events, seqs {first}..{last}, {len(prepared.body)} bytes"
+
+
+def _describe_transport_error(exc: httpx.RequestError) -> str:
+    kind = type(exc).__name__
+    text = str(exc) or "no detail"
+    cause: BaseException | None = exc
+    while cause is not None:  # say so plainly when it is the certificate
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS: the council's certificate is not trusted ({cause.verify_message})"
+        cause = cause.__cause__ or cause.__context__
+    return f"no connection to the council ({kind}: {text})"
