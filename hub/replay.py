@@ -59,6 +59,6 @@ async def replay(
         for s in inferred
     ]
     cfg = replay_config(config, sensors, db_path)
-    hub = Hub(cfg, clock, [source], stop_when_sources_end=True, on_alert=on_alert)
+    hub = Hub(cfg, clock, [source], stop_when_sources_end=True, on_alert=on_alert, upload=False)
     summary = await hub.run()
     return ReplayResult(summary, db_path, source.describe_inferred(), source.stats.summary())

@@ -11,6 +11,8 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drivers.base import Emit, ReadingSource
 from hub import __version__
@@ -18,7 +20,13 @@ from hub.checks import CheckEngine
 from hub.clock import Clock
 from hub.config import HubConfig, PinFactoryChoice, SensorSource
 from hub.events import Alert, Reading, SystemEvent, SystemKind
+from hub.sensor_health import SensorHealth
 from hub.store import GroupCommitter, Store, StoreLimits
+
+if TYPE_CHECKING:
+    import httpx
+
+    from sync.uploader import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +81,19 @@ class Hub:
         *,
         stop_when_sources_end: bool = False,
         on_alert: Callable[[Alert], None] | None = None,
+        config_path: Path | None = None,
+        upload: bool = True,
     ) -> None:
         self.config = config
         self.clock = clock
         self.sources = list(sources) if sources is not None else build_sources(config, clock)
         self.stop_when_sources_end = stop_when_sources_end  # a replay: stop when data ends
         self.on_alert = on_alert  # besides the buffer: `hearth replay` prints each alert
+        # Where a config pushed by the council is saved (None: not saved, e.g. a replay).
+        self.config_path = config_path
+        self.upload = upload  # False: never contact the council (replays, tests)
+        self.uploader: Uploader | None = None
+        self.sensor_health = SensorHealth(config.sensors)
         self.readings = 0
         self.alerts = 0
         self._stop = asyncio.Event()
@@ -90,6 +105,7 @@ class Hub:
         def emit(reading: Reading) -> None:
             self.readings += 1
             committer.add(reading)
+            self.sensor_health.on_reading(reading)
             engine.on_reading(reading)  # pull cord and leak alerts are raised in this call
 
         return emit
@@ -98,6 +114,8 @@ class Hub:
         def deliver(alert: Alert) -> None:
             self.alerts += 1
             committer.add(alert)  # committed before this returns
+            if self.uploader is not None:
+                self.uploader.wake()  # an alert does not wait for the next sync interval
             if self.on_alert is not None:
                 self.on_alert(alert)
 
@@ -129,11 +147,14 @@ class Hub:
             ]
             if duration_s is not None:
                 tasks.append(asyncio.create_task(self._stop_after(duration_s), name="timer"))
+            http = self._start_uploader(store, tasks)
             log.info("hub running: %d sources, buffer %s", len(self.sources), store.path)
             await self._stop.wait()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if http is not None:
+                await http.aclose()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -141,6 +162,75 @@ class Hub:
             last_seq = store.last_seq
             store.close()
         return RunSummary(self.readings, self.alerts, committer.stats.events, last_seq)
+
+    def _start_uploader(
+        self, store: Store, tasks: list[asyncio.Task[None]]
+    ) -> httpx.AsyncClient | None:
+        """Start uploading when the hub is enrolled; returns the HTTP client to close at the
+        end. Any problem here is logged and the hub runs on offline: the buffer keeps
+        everything until an upload succeeds, so nothing is lost by not uploading today."""
+        if not self.upload or not self.config.hub.id or not self.config.council.url:
+            log.info("not enrolled with a council: buffering only")
+            return None
+        from hub.identity import HubIdentity, KeyFileError
+        from sync.client import make_http_client
+        from sync.health import HealthReporter
+        from sync.uploader import Uploader, UploadSettings
+
+        try:
+            identity = HubIdentity.load(self.config.hub.data_dir)
+            settings = UploadSettings.from_config(self.config)
+            http = make_http_client(ca_bundle=settings.ca_bundle, timeout_s=settings.timeout_s)
+        except (KeyFileError, OSError, ValueError) as exc:
+            log.error("not uploading to the council: %s", exc)
+            return None
+
+        def sensors() -> dict[str, dict[str, object]]:
+            return self.sensor_health.report(store.open_alerts())
+
+        def config_changed(version: int) -> None:
+            tasks.append(asyncio.create_task(self._apply_council_config(), name="council-config"))
+
+        # The uploader keeps the real clock even under --speed: network time is real time.
+        self.uploader = Uploader(
+            store,
+            identity,
+            self.config.hub.id,
+            settings,
+            http,
+            health=HealthReporter(self.config.hub.data_dir, sensors=sensors),
+            config_version=self.config.council.config_version,
+            on_config_version=config_changed,
+        )
+        tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
+        return http
+
+    async def _apply_council_config(self) -> None:
+        """Fetch the council's newer config, validate it against this hub's own rules and
+        save it atomically; it takes effect at the next start. A config the hub refuses is
+        logged and left: a bad push must never stop a hub."""
+        from hub.config import ConfigError, with_council_config, write_config
+
+        uploader = self.uploader
+        if uploader is None:
+            return
+        try:
+            pushed = await uploader.fetch_config()
+            updated = with_council_config(self.config, pushed.config, pushed.config_version)
+            if self.config_path is not None:
+                await asyncio.to_thread(write_config, self.config_path, updated)
+        except ConfigError as exc:
+            log.error("council config refused: %s", "; ".join(exc.problems))
+        except Exception as exc:  # the council or the network: tried again at the next start
+            log.warning("could not fetch the council's config: %s", exc)
+            return
+        else:
+            log.info(
+                "council config version %d saved to %s; it applies from the next start",
+                pushed.config_version,
+                self.config_path,
+            )
+        uploader.applied_config_version = pushed.config_version  # refused ones too: no loop
 
     async def _supervise(self, src: ReadingSource, emit: Emit, committer: GroupCommitter) -> None:
         """Run a driver; if it fails (or, in a live hub, ends) record it and restart it with

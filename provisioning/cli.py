@@ -20,7 +20,9 @@ import typer
 
 from hub import __version__
 from provisioning.config_cmd import config_app
+from provisioning.council_cmd import council_app
 from provisioning.sensors_cmd import sensors_app
+from provisioning.sync_cmd import enroll, sync_app
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
@@ -36,6 +38,9 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(sensors_app, name="sensors")
+app.add_typer(sync_app, name="sync")
+app.add_typer(council_app, name="council")
+app.command()(enroll)
 
 ConfigOption = Annotated[
     Path,
@@ -109,7 +114,7 @@ def run(
         raise fail("--start needs --speed (a simulated clock)")
     clock: Clock = SimulatedClock(start_ts, speed) if speed else SystemClock()
     try:
-        summary = asyncio.run(Hub(cfg, clock).run(duration))
+        summary = asyncio.run(Hub(cfg, clock, config_path=config).run(duration))
     except StoreOpenError as exc:
         raise fail(f"{exc}; the buffer was left untouched") from None
     typer.echo(
