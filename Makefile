@@ -17,24 +17,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The hub on the embedded defaults: a starter config with simulated sensors, one simulated
-# day (from 06:00 on a January morning) at 3600x, then what the buffer holds.
+# The whole flow on the embedded defaults: a council service on loopback (SQLite), admin
+# token and one-time enrollment codes, a simulated flat enrolled and living one day at 3600x
+# while it syncs, the real Open Smart Home flat replayed and synced, then what arrived.
 demo: $(STAMP)
-	rm -rf $(DEMO)
-	$(BIN)/hearth config init $(DEMO)/hub.toml --name "Demo flat" --data-dir $(DEMO)/data --simulated
-	$(BIN)/hearth config check $(DEMO)/hub.toml
-	$(BIN)/hearth run --config $(DEMO)/hub.toml --speed 3600 --for 24h --start 2026-01-15T06:00:00+00:00
-	$(BIN)/hearth status --config $(DEMO)/hub.toml
-	@echo
-	@echo "== Replaying a real flat: Open Smart Home Data Set (Fraunhofer IBP, CC BY-SA 4.0)"
-	@if [ -d $(HOME_DATA) ]; then \
-	  $(BIN)/hearth replay $(HOME_DATA) --format series --db $(DEMO)/open-smart-home.db \
-	    > $(DEMO)/open-smart-home-alerts.jsonl && \
-	  echo "alert events (one JSON object each): $(DEMO)/open-smart-home-alerts.jsonl" && \
-	  $(BIN)/hearth status --db $(DEMO)/open-smart-home.db; \
-	else echo "($(HOME_DATA) not found: skipped)"; fi
-	@echo
-	@echo "Look further: $(BIN)/hearth status --config $(DEMO)/hub.toml --json"
+	$(BIN)/python -m provisioning.demo --out $(DEMO) --home-data $(HOME_DATA)
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -24,7 +24,8 @@ def replay_config(
     base: HubConfig | None, inferred: Sequence[SensorConfig], db_path: Path
 ) -> HubConfig:
     """The config a replay runs with: the given one (thresholds, timezone, reporting) with its
-    buffer redirected to `db_path`, or defaults with the sensors inferred from the data."""
+    buffer redirected to `db_path`, or defaults; its sensors, or when it lists none (a hub
+    not yet set up, trying its thresholds on recorded data), those inferred from the data."""
     store = StoreSection(path=db_path.name)
     if base is None:
         return HubConfig(
@@ -33,7 +34,8 @@ def replay_config(
             sensors=tuple(inferred),
         )
     hub = base.hub.model_copy(update={"data_dir": db_path.parent})
-    return base.model_copy(update={"hub": hub, "store": store})
+    sensors = base.sensors or tuple(inferred)
+    return base.model_copy(update={"hub": hub, "store": store, "sensors": sensors})
 
 
 async def replay(

@@ -40,6 +40,7 @@ class RunSummary:
     alerts: int
     committed: int
     last_seq: int
+    uploaded: int | None = None  # events the council acknowledged; None: not uploading
 
 
 def build_sources(config: HubConfig, clock: Clock) -> list[ReadingSource]:
@@ -161,7 +162,8 @@ class Hub:
             committer.close()
             last_seq = store.last_seq
             store.close()
-        return RunSummary(self.readings, self.alerts, committer.stats.events, last_seq)
+        uploaded = self.uploader.status().events_sent if self.uploader is not None else None
+        return RunSummary(self.readings, self.alerts, committer.stats.events, last_seq, uploaded)
 
     def _start_uploader(
         self, store: Store, tasks: list[asyncio.Task[None]]

@@ -71,6 +71,9 @@ def main_options(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:  # a line per HTTP request or migration step would drown the hub's own log
+        for chatty in ("httpx", "alembic"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _load(config_path: Path) -> HubConfig:
@@ -120,7 +123,8 @@ def run(
     typer.echo(
         f"hub stopped: {summary.readings} readings, {summary.alerts} alert events,"
         f" {summary.committed} events committed,"
-        f" last sequence {summary.last_seq}",
+        f" last sequence {summary.last_seq}"
+        + ("" if summary.uploaded is None else f", {summary.uploaded} uploaded to the council"),
         err=True,
     )
 

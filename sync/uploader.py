@@ -417,8 +417,10 @@ class Uploader:
         events = self.store.next_batch(self._max_events)
         if not events:
             return None
+        # The queue the council should see is what still waits once this batch is held.
+        waiting = self.store.queue_depth() - len(events)
         health = (
-            self._health.report(self.store.queue_depth(), self.applied_config_version)
+            self._health.report(waiting, self.applied_config_version)
             if self._health is not None
             else {}
         )
@@ -433,7 +435,10 @@ class Uploader:
                 return _Prepared(events, body, health)
             # Proportional guess with a margin, always at least one event fewer.
             fits = int(len(events) * self._max_body / len(body) * 0.9)
-            events = events[: max(1, min(len(events) - 1, fits))]
+            kept = events[: max(1, min(len(events) - 1, fits))]
+            if "queue_depth" in health:  # what was cut off still waits
+                health = {**health, "queue_depth": health["queue_depth"] + len(events) - len(kept)}
+            events = kept
 
     def _apply_ack(self, prepared: _Prepared, ack: UploadAck) -> tuple[int, int, int]:
         sent = {e.seq for e in prepared.events}

@@ -732,3 +732,25 @@ def test_speed_and_clock_must_agree() -> None:
             ReplaySource([FIXTURE], "casas", SystemClock(), bad)
     with pytest.raises(ValueError, match="unknown replay format"):
         ReplaySource([FIXTURE], "csv", VirtualClock(0.0), None)
+
+
+def test_replay_config_keeps_the_configs_sensors_or_infers_them_when_it_has_none(
+    tmp_path: Path,
+) -> None:
+    """A hub not yet set up (a config with no sensors) trying its thresholds on recorded
+    data gets the sensors inferred from the data, not an empty home that checks nothing."""
+    from hub.config import HubConfig, HubSection, SensorConfig
+    from hub.replay import replay_config
+
+    inferred = (
+        SensorConfig.model_validate(
+            {"id": "kitchen-temp", "kind": "climate", "room": "Kitchen", "source": "replay"}
+        ),
+    )
+    configured = SensorConfig.model_validate(
+        {"id": "hall-pir", "kind": "motion", "room": "Hall", "source": "replay"}
+    )
+    bare = HubConfig(hub=HubSection(name="flat", data_dir=tmp_path))
+    assert replay_config(bare, inferred, tmp_path / "r.db").sensors == inferred
+    set_up = bare.model_copy(update={"sensors": (configured,)})
+    assert replay_config(set_up, inferred, tmp_path / "r.db").sensors == (configured,)

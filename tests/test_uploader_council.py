@@ -137,6 +137,7 @@ def test_drains_the_outbox_into_the_real_council(db_url: str, tmp_path: Path) ->
         assert entry is not None and entry.software_version == __version__
         assert entry.high_water == store.last_seq and entry.events_held == 2202
         assert entry.clock_synced is True
+        assert entry.queue_depth == 0  # reported as what waits once the batch is held
         store.close()
 
 
