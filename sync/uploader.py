@@ -16,8 +16,9 @@ run in a worker thread, so the event loop never waits on an fsync.
 Waiting: after a success the next round starts at once while a backlog remains; an empty
 outbox waits `sync_interval_s` or until `wake()` (an alert was committed). After a failure the
 wait is full-jitter exponential backoff capped at `retry_max_s`, with Retry-After honoured on
-429/503 as a floor (never beyond the cap). A wake does not cut a failure's wait short: the
-council or the link is failing, and the cap bounds how long an alert can wait for it.
+429/503 as a floor (never beyond the cap). An alert committed during a backoff gets one
+jittered try within ALERT_RETRY_S instead of waiting out the cap, unless the council asked
+for the wait (Retry-After): it is shedding load, and alerts are too rare to need more.
 A refusal of our own batch (400/403/415/422, or 413 for a single event) cannot be fixed by
 retrying soon: it is logged loudly once per batch, waits the cap, and shows in the status.
 """
@@ -62,6 +63,9 @@ log = logging.getLogger(__name__)
 
 # Meta keys the uploader keeps in the store, for `hearth status` in another process.
 META_LAST_ERROR = "last_sync_error"
+# After a failure, an alert committed during the backoff is tried again within this many
+# seconds (jittered) instead of waiting out up to retry_max_s.
+ALERT_RETRY_S = 10.0
 META_LAST_ERROR_AT = "last_sync_error_at"
 
 
@@ -119,6 +123,9 @@ class RoundResult:
     requests: int = 0
     delay_s: float = 0.0  # the wait before the next attempt (failures only)
     error: str | None = None
+    # A transient failure the council did not ask us to wait out (no Retry-After): an alert
+    # committed during the backoff may retry sooner.
+    alert_may_retry_sooner: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,6 +268,12 @@ class Uploader:
                 continue  # more may wait; an empty outbox shows as EMPTY next round
             if result.outcome is Outcome.EMPTY:
                 await self._wait(self.settings.sync_interval_s, wakeable=True)
+            elif result.alert_may_retry_sooner and result.delay_s > ALERT_RETRY_S:
+                if await self._wait(result.delay_s, wakeable=True):
+                    # An alert arrived during the backoff: one jittered try within seconds
+                    # rather than up to retry_max_s later. Alerts are rare, so this cannot
+                    # become a storm; a failure goes back to the full backoff.
+                    await self._wait(self._rng.uniform(0, ALERT_RETRY_S), wakeable=False)
             else:
                 await self._wait(result.delay_s, wakeable=False)
 
@@ -527,6 +540,7 @@ class Uploader:
         prepared: _Prepared | None = None,
     ) -> RoundResult:
         message = str(failure)
+        retry_after: float | None = None
         if isinstance(failure, _Refused):
             outcome = Outcome.REFUSED
             delay = self._backoff.at_cap()
@@ -562,7 +576,12 @@ class Uploader:
         )
         await asyncio.to_thread(self._persist_error, message, now)
         return RoundResult(
-            outcome, bytes=body_bytes, requests=requests, delay_s=delay, error=message
+            outcome,
+            bytes=body_bytes,
+            requests=requests,
+            delay_s=delay,
+            error=message,
+            alert_may_retry_sooner=outcome is Outcome.RETRY and retry_after is None,
         )
 
     def _note_config_version(self, version: int) -> None:

@@ -35,7 +35,7 @@ from sync.protocol import (
     to_ranges,
 )
 from sync.signing import HEADER_TIMESTAMP, SignatureError, verify_request
-from sync.uploader import META_LAST_ERROR, Outcome, Uploader, UploadSettings
+from sync.uploader import ALERT_RETRY_S, META_LAST_ERROR, Outcome, Uploader, UploadSettings
 from tests.factories import T0, alert, reading
 
 HUB = "hub-test0000000"
@@ -806,6 +806,67 @@ def test_run_backs_off_after_failures_and_keeps_going(store: Store, identity: Hu
     backoffs = clock.sleeps[:6]
     assert [s <= min(30.0, 2.0**n) for n, s in enumerate(backoffs)] == [True] * 6
     assert len(council.held) == 10
+
+
+def test_an_alert_during_a_long_backoff_is_tried_within_seconds(
+    store: Store, identity: HubIdentity
+) -> None:
+    """The council was unreachable and the uploader is sitting out a long backoff: an alert
+    committed now gets one jittered try within ALERT_RETRY_S, not at the end of the wait."""
+    clock = FakeClock(park_at=ALERT_RETRY_S)  # any wait this long never ends by itself
+    store.commit(readings(10))
+    council = FakeCouncil(identity, clock)
+    council.script = [fail_with(httpx.ConnectError("down"))]
+
+    async def scenario() -> None:
+        arrived = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def note_alert(batch: Batch) -> None:
+            if any(isinstance(e.event, Alert) for e in batch.events):
+                loop.call_soon(arrived.set)
+
+        council.on_batch = note_alert
+        async with client(council) as http:
+            uploader = make_uploader(
+                store, identity, council, http, retry_base_s=600.0, retry_max_s=600.0
+            )
+            task = asyncio.create_task(uploader.run())
+            await asyncio.wait_for(clock.parked.wait(), 10)  # in the backoff after the failure
+            assert uploader.status().consecutive_failures == 1
+            assert (uploader.status().next_attempt_at or 0) - clock.wall() > ALERT_RETRY_S
+            store.commit([alert(500.0, check="pull_cord")])
+            uploader.wake()
+            await asyncio.wait_for(arrived.wait(), 10)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    assert clock.sleeps and all(s < ALERT_RETRY_S for s in clock.sleeps)
+
+
+def test_only_a_failure_without_retry_after_lets_an_alert_retry_sooner(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    """Retry-After is the council shedding load: an alert does not jump it. A connection
+    failure or a bare 500 carries no such request."""
+    store.commit(readings(3))
+    council = FakeCouncil(identity, clock)
+    council.script = [
+        lambda _c, _r: httpx.Response(503, headers={"Retry-After": "120"}, json={"detail": "busy"}),
+        fail_with(httpx.ConnectError("down")),
+        lambda _c, _r: httpx.Response(500, json={"detail": "oops"}),
+    ]
+
+    async def scenario() -> list[bool]:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http)
+            results = [await uploader.upload_once() for _ in range(3)]
+        assert [r.outcome for r in results] == [Outcome.RETRY] * 3
+        return [r.alert_may_retry_sooner for r in results]
+
+    assert asyncio.run(scenario()) == [False, True, True]
 
 
 def test_an_unexpected_error_in_a_round_does_not_stop_the_uploader(
