@@ -13,7 +13,9 @@ from typing import Any
 from tests.benchmarks import (
     bench_ble_callback,
     bench_ble_e2e,
+    bench_catchup,
     bench_checks,
+    bench_council,
     bench_gpio,
     bench_replay,
     bench_replay_home,
@@ -46,6 +48,12 @@ BENCHMARKS: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
      bench_replay_home.thirty_day_home),
     ("wire", "Upload batch on the wire (500 mixed events) vs JSON lines + gzip",
      bench_wire.wire_bytes_per_event),
+    ("council_ingest_sqlite", "Council ingest over HTTP, SQLite (signed batches of 500, 4 hubs)",
+     bench_council.ingest_sqlite),
+    ("council_ingest_postgresql", "Council ingest over HTTP, PostgreSQL (same load)",
+     bench_council.ingest_postgres),
+    ("catchup_week", "Catch-up of a week's backlog of one home (real uploader -> council)",
+     bench_catchup.catch_up_week),
 ]  # fmt: skip
 
 
