@@ -49,6 +49,7 @@ VERSION = 1
 COMPRESSION_ZLIB = 1
 CONTENT_TYPE = "application/vnd.hearth.batch"
 
+_QUANTITIES = {q.value: q for q in Quantity}
 _KIND_READING, _KIND_ALERT, _KIND_SYSTEM = 0, 1, 2
 _KIND_NAMES = ("reading", "alert", "system")
 _SYNCED_BIT = 4
@@ -284,6 +285,36 @@ class _Reader:
         z = self.uint(what)
         return z >> 1 if not z & 1 else -((z + 1) >> 1)
 
+    def uints(self, n: int, what: str) -> list[int]:
+        """`n` unsigned varints: the columns' hot loop, inlined (a call per value and a label
+        built per value cost more than the decoding itself). Faults name the index."""
+        data = self.data
+        end = len(data)
+        pos = self.pos
+        out: list[int] = []
+        append = out.append
+        for i in range(n):
+            start = pos
+            result = 0
+            shift = 0
+            while True:
+                if pos >= end:
+                    raise BatchError(f"{what}[{i}]: truncated (payload byte {start})")
+                b = data[pos]
+                pos += 1
+                result |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    break
+                shift += 7
+                if shift > _MAX_VARINT_BITS:
+                    raise BatchError(f"{what}[{i}]: integer too long (payload byte {start})")
+            append(result)
+        self.pos = pos
+        return out
+
+    def sints(self, n: int, what: str) -> list[int]:
+        return [z >> 1 if not z & 1 else -((z + 1) >> 1) for z in self.uints(n, what)]
+
     def count(self, what: str, limit: int) -> int:
         n = self.uint(what)
         if n > limit:
@@ -341,23 +372,32 @@ def _read_floats(
         if code not in _SPECIAL_VALUES:
             raise BatchError(f"{what}.exceptions[{k}]: {code} is not a known float exception")
         specials[index] = code
+    deltas = r.sints(n - len(specials), what)
+    # v * 10**exp, correctly rounded either way: int -> float conversion and int / int true
+    # division both round the exact value once, as float("<v>e<exp>") does.
+    power = 10 ** abs(exp)
     values: list[float] = []
     ints: list[int | None] = []
     prev: dict[int, int] = {}
+    next_delta = 0
     for i in range(n):
-        if i in specials:
+        if specials and i in specials:
             values.append(_SPECIAL_VALUES[specials[i]])
             ints.append(None)
             continue
         g = groups[i] if groups is not None else 0
-        v = prev.get(g, 0) + r.sint(f"{what}[{i}]")
+        v = prev.get(g, 0) + deltas[next_delta]
+        next_delta += 1
         prev[g] = v
         if base is not None:
             b = base[1][i]
             v += 0 if b is None else b * scale
         if v.bit_length() > _MAX_INT_BITS:
             raise BatchError(f"{what}[{i}]: mantissa too large")
-        x = float(f"{v}e{exp}")
+        try:
+            x = float(v * power) if exp >= 0 else v / power
+        except OverflowError:
+            x = math.inf
         if not math.isfinite(x):
             raise BatchError(f"{what}[{i}]: {v}e{exp} overflows a float")
         values.append(x)
@@ -463,8 +503,8 @@ def _decode(payload: bytes, max_events: int) -> Batch:
     seqs: list[int] = []
     first_at: dict[int, int] = {}
     seq = 0
-    for i in range(n):
-        seq += r.sint(f"events[{i}].seq")
+    for i, delta in enumerate(r.sints(n, "seqs")):
+        seq += delta
         if seq < 1:
             raise BatchError(f"events[{i}].seq: {seq} is not positive")
         if seq in first_at:
@@ -482,6 +522,9 @@ def _decode(payload: bytes, max_events: int) -> Batch:
             raise BatchError(f"{name}: the dictionary repeats an entry")
         tables.append(table)
     sensor_ids, quantity_names = tables
+    # Looked up once per dictionary entry, not per reading; an unknown name is reported at
+    # the first reading that uses it.
+    quantities = {name: _QUANTITIES[name] for name in quantity_names if name in _QUANTITIES}
     series: list[tuple[int, int]] = []
     for k in range(r.count("series", n_readings)):
         s = r.uint(f"series[{k}].sensor")
@@ -489,12 +532,10 @@ def _decode(payload: bytes, max_events: int) -> Batch:
         if s >= len(sensor_ids) or q >= len(quantity_names):
             raise BatchError(f"series[{k}]: refers to a dictionary entry that does not exist")
         series.append((s, q))
-    series_of: list[int] = []
-    for j in range(n_readings):
-        k = r.uint(f"readings[{j}].series")
+    series_of = r.uints(n_readings, "readings.series")
+    for j, k in enumerate(series_of):
         if k >= len(series):
             raise BatchError(f"readings[{j}].series: {k} is not one of {len(series)} series")
-        series_of.append(k)
     values, _ = _read_floats(r, n_readings, "values", groups=series_of)
 
     others = r.json("alerts_and_system")
@@ -515,12 +556,11 @@ def _decode(payload: bytes, max_events: int) -> Batch:
         event: Event
         if kind == _KIND_READING:
             s, q = series[series_of[next_reading]]
-            try:
-                quantity = Quantity(quantity_names[q])
-            except ValueError:
+            quantity = quantities.get(quantity_names[q])
+            if quantity is None:
                 raise BatchError(
                     f"events[{i}].quantity: {quantity_names[q]!r} is not a known quantity"
-                ) from None
+                )
             event = Reading(sensor_ids[s], quantity, values[next_reading], stamp)
             next_reading += 1
         elif kind == _KIND_ALERT:
