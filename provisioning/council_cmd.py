@@ -10,7 +10,7 @@ Heavy imports happen inside the commands so `hearth --help` stays fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -152,6 +152,7 @@ def code_create(
     """Make a one-time enrollment code and print only the code."""
     from hub.durations import parse_duration
     from sync.council.api import MAX_CODE_EXPIRY_S, MIN_CODE_EXPIRY_S
+    from sync.council.store import MAX_TEXT
 
     try:
         seconds = parse_duration(expires)
@@ -159,8 +160,8 @@ def code_create(
         _fail(f"--expires: {exc}")
     if not MIN_CODE_EXPIRY_S <= seconds <= MAX_CODE_EXPIRY_S:
         _fail(f"--expires {expires}: must be between 1m and {MAX_CODE_EXPIRY_S // 86400}d")
-    if note is not None and len(note) > 200:
-        _fail("--note: at most 200 characters")
+    if note is not None and len(note) > MAX_TEXT:
+        _fail(f"--note: at most {MAX_TEXT} characters")
     with _store(db) as store:
         new = store.create_code(seconds, note)
     typer.echo(new.code)
@@ -214,9 +215,11 @@ def token_create(
     ] = None,
 ) -> None:
     """Make a bearer token and print only the token."""
+    from sync.council.store import MAX_TEXT
+
     label = name if name is not None else f"{role.value} {datetime.now(UTC):%Y-%m-%d %H:%M}"
-    if not 1 <= len(label) <= 100:
-        _fail("--name: 1 to 100 characters")
+    if not 1 <= len(label) <= MAX_TEXT:
+        _fail(f"--name: 1 to {MAX_TEXT} characters")
     with _store(db) as store:
         new = store.create_token(role.value, label)
     typer.echo(new.token)
@@ -263,7 +266,7 @@ def hub_config_set(
     """Replace a hub's council-managed config; the hub picks it up at its next upload."""
     import tomllib
 
-    from sync.council.store import NotFound
+    from sync.council.store import NotFound, StoreError
 
     try:
         config = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -279,6 +282,9 @@ def hub_config_set(
             hub = store.set_hub_config(hub_id, config)
         except NotFound as exc:
             _fail(f"hub {hub_id}: {exc}")
+        except StoreError as exc:
+            # TOML has what JSON lacks (dates, times): the store names what it refused.
+            _fail(f"{file}: cannot be a hub config: {exc}")
     typer.echo(f"hub {hub_id}: config version {hub.config_version}", err=True)
 
 
@@ -326,36 +332,75 @@ def export(
 ) -> None:
     """Stream events in ingest order as CSV or JSON lines, in constant memory."""
     after, since_ts = _parse_since(since)
+    kind_value = None if kind is None else kind.value
     with _store(db) as store:
-        events = store.iter_events(
-            after=after,
-            hub_id=hub,
-            kind=None if kind is None else kind.value,
-            since=since_ts,
-        )
+        pages = _Pages(store, after, hub, kind_value, since_ts)
         if output is None:
-            count, last = _write(events, sys.stdout, fmt)
+            count = _write(pages, sys.stdout, fmt)
         else:
             try:
                 with output.open("w", encoding="utf-8", newline="") as stream:
-                    count, last = _write(events, stream, fmt)
+                    count = _write(pages, stream, fmt)
             except OSError as exc:
                 _fail(f"{output}: cannot write: {exc.strerror or exc}")
-    cursor = last if last is not None else after
-    typer.echo(f"exported {count} events; continue with --since {cursor}", err=True)
+    typer.echo(f"exported {count} events; continue with:", err=True)
+    typer.echo(f"  {_resume_command(fmt, pages.next_cursor, hub, kind_value)}", err=True)
+    if since_ts is not None:
+        typer.echo(
+            f"  (the cursor replaces --since {since}: it goes on after the last event this "
+            "export scanned, whatever the date of what arrives later)",
+            err=True,
+        )
 
 
-def _write(
-    events: Iterator[CouncilEvent], stream: TextIO, fmt: FormatChoice
-) -> tuple[int, int | None]:
-    """Write each event as it comes (nothing is collected); (count, last cursor)."""
+def _resume_command(fmt: FormatChoice, cursor: int, hub: str | None, kind: str | None) -> str:
+    """The export that continues this one: same format and filters, the cursor as --since
+    (--db and --output are left out: a password does not belong in a log)."""
+    import shlex
+
+    words = ["hearth", "council", "export", "--format", fmt.value, "--since", str(cursor)]
+    if hub is not None:
+        words += ["--hub", hub]
+    if kind is not None:
+        words += ["--kind", kind]
+    return shlex.join(words)
+
+
+class _Pages:
+    """The matching events page by page (one page in memory), keeping the store's
+    `next_cursor`: with filters it is past the last event exported (rows that did not match
+    were scanned too), so resuming from it never rescans them."""
+
+    def __init__(
+        self,
+        store: CouncilStore,
+        after: int,
+        hub: str | None,
+        kind: str | None,
+        since: float | None,
+        page: int = 5000,
+    ) -> None:
+        self._query = (store, hub, kind, since, page)
+        self.next_cursor = after
+
+    def __iter__(self) -> Iterator[CouncilEvent]:
+        store, hub, kind, since, page = self._query
+        while True:
+            got = store.events_page(self.next_cursor, page, hub_id=hub, kind=kind, since=since)
+            yield from got.events
+            self.next_cursor = got.next_cursor
+            if not got.more:
+                return
+
+
+def _write(events: Iterable[CouncilEvent], stream: TextIO, fmt: FormatChoice) -> int:
+    """Write each event as it comes (nothing is collected); the count written."""
     import csv
     import json
 
     from sync.council.api import EVENT_FIELDS, event_record
 
     count: int = 0
-    last: int | None = None
     writer = csv.writer(stream) if fmt is FormatChoice.csv else None
     if writer is not None:
         writer.writerow(EVENT_FIELDS)
@@ -368,11 +413,10 @@ def _write(
                 stream.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
                 stream.write("\n")
             count += 1
-            last = event.id
             if count % _PROGRESS_STEP == 0:
                 advance(_PROGRESS_STEP)
         advance(count % _PROGRESS_STEP)
-    return count, last
+    return count
 
 
 def _csv_cell(value: object) -> object:

@@ -262,3 +262,36 @@ def test_progress_shows_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> N
         with council_cmd._progress() as advance:
             advance(2000)
         assert ("exporting" in stream.getvalue()) is shown
+
+
+def test_hub_config_with_toml_dates_is_a_clear_exit_2(
+    db: str, store: CouncilStore, tmp_path: Path
+) -> None:
+    """TOML has dates, JSON has not: a line saying so, not a traceback."""
+    hub = store.enroll_hub(store.create_code(600.0).code, b"h" * 32, "h", None).hub_id
+    config = tmp_path / "hub.toml"
+    config.write_text("[schedule]\nholiday = 2025-12-24\n", encoding="utf-8")
+    done = runner.invoke(council_app, ["hub", "config", "set", hub, str(config), "--db", db])
+    assert done.exit_code == 2, done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit)
+    assert "cannot be a hub config" in done.stderr and "Traceback" not in done.output
+    assert store.get_hub(hub).config_version == 1  # type: ignore[union-attr]
+    config.write_text('[schedule]\nholiday = "2025-12-24"\n', encoding="utf-8")
+    assert cli("hub", "config", "set", hub, str(config), "--db", db).exit_code == 0
+    assert store.get_hub(hub).config == {"schedule": {"holiday": "2025-12-24"}}  # type: ignore[union-attr]
+
+
+def test_export_resume_hint_keeps_the_filters_and_the_scanned_cursor(
+    db: str, store: CouncilStore
+) -> None:
+    """With filters, the cursor to resume from is past the rows scanned (not only the last
+    one exported), and the printed command keeps --hub and --kind."""
+    a, _ = filled(store)  # ids 1-3: hub a readings; 4, 5: hub b alert and system
+    done = cli("export", "--db", db, "--format", "csv", "--hub", a, "--kind", "reading")
+    assert done.exit_code == 0, done.stderr
+    assert f"hearth council export --format csv --since 5 --hub {a} --kind reading" in done.stderr
+    since_date = cli("export", "--db", db, "--format", "jsonl", "--since", "2025-11-28")
+    assert "--since 5" in since_date.stderr
+    assert "replaces --since 2025-11-28" in since_date.stderr
+    again = cli("export", "--db", db, "--format", "csv", "--since", "5", "--hub", a)
+    assert again.stdout.count("\n") == 1  # the header only: nothing rescanned

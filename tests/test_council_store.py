@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -24,8 +23,9 @@ from hub.events import (
     SystemKind,
 )
 from sync.council.store import CouncilStore, StoreError, metadata
+from tests.council_server import postgres_database
 
-REVISIONS = ("0001", "0002")  # every revision, oldest first
+REVISIONS = ("0001", "0002", "0003")  # every revision, oldest first
 HEAD = REVISIONS[-1]
 
 
@@ -35,17 +35,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'council.db'}"
         return
-    base = sa.make_url(request.getfixturevalue("postgres_url"))
-    name = f"t_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
+    with postgres_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -79,6 +79,32 @@ def test_a_code_works_once(store: CouncilStore) -> None:
     assert len(store.fleet()) == 1
 
 
+def test_a_lost_enroll_answer_is_asked_again_with_the_same_key(store: CouncilStore) -> None:
+    """The installer re-runs `hearth enroll` with the same code and key: the same hub, with
+    its current config, not "used"; another key stays refused, and so does the same key
+    once the code has expired."""
+    code = store.create_code(3600, now=T0).code
+    first = enroll(store, code, 1)
+    store.set_hub_config(first.hub_id, {"checks": {"no_motion_hours": 9}})
+    again = enroll(store, code, 1, now=T0 + 60)
+    assert again.hub_id == first.hub_id and again.enrolled_at == first.enrolled_at
+    assert (again.config, again.config_version) == ({"checks": {"no_motion_hours": 9}}, 2)
+    assert store.get_hub(first.hub_id) == again
+    assert refusal(lambda: enroll(store, code, 2, now=T0 + 61)).reason == "used"
+    assert refusal(lambda: enroll(store, code, 1, now=T0 + 3600)).reason == "used"
+    assert len(store.fleet()) == 1
+    (info,) = store.list_codes(now=T0 + 2)
+    assert (info.state, info.hub_id) == ("used", first.hub_id)
+
+
+def test_concurrent_repeats_of_one_enrollment_answer_one_hub(store: CouncilStore) -> None:
+    code = store.create_code(3600, now=T0).code
+    results = _race(4, lambda _i: enroll(store, code, 5))
+    assert all(isinstance(r, Hub) for r in results), results
+    assert len({r.hub_id for r in results if isinstance(r, Hub)}) == 1
+    assert len(store.fleet()) == 1
+
+
 def test_typed_codes_are_normalised(store: CouncilStore) -> None:
     code = store.create_code(3600, now=T0).code
     sloppy = code.lower().replace("-", " ").replace("0", "o").replace("1", "l")

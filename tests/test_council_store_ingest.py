@@ -4,7 +4,9 @@ reports, the filtered pull cursor, export iteration and the fleet view."""
 from __future__ import annotations
 
 import itertools
+import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,8 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from hub.events import Stamp, StoredEvent, SystemEvent, SystemKind
+from sync.council.records import MAX_JSON_DEPTH
 from sync.council.store import CouncilStore, LowBattery, SilentSensor, StoreError
 from sync.council.tables import hubs
+from tests.council_server import postgres_database
 from tests.test_council_store import batch, db_url, reading  # noqa: F401  (db_url: fixture)
 
 T0 = 1_800_000_000.0
@@ -93,6 +97,24 @@ def test_nan_anywhere_in_a_record_refuses_the_batch(store: CouncilStore) -> None
     assert store.fleet_entry("hub-a").high_water == 0  # type: ignore[union-attr]
 
 
+def test_a_record_or_config_nested_too_deeply_is_refused(store: CouncilStore) -> None:
+    """Stored, it would break every reader (json.dumps recursion, pydantic's depth limit)."""
+    deep: dict[str, Any] = {}
+    for _ in range(MAX_JSON_DEPTH):
+        deep = {"a": deep}
+    for details in (deep, {"x": [[deep]]}):
+        for _ in range(2):  # a retry gets the same answer, not a RecursionError
+            with pytest.raises(StoreError, match="nested deeper than 32"):
+                store.ingest("hub-a", [reading(1), system(2, details)])
+    assert store.count_events() == 0
+    very_deep: list[Any] = []
+    for _ in range(5000):  # past Python's recursion limit: json.dumps alone would blow up
+        very_deep = [very_deep]
+    with pytest.raises(StoreError, match="nested deeper"):
+        store.set_hub_config("hub-a", {"s": {"x": very_deep}})
+    assert store.get_hub("hub-a").config_version == 1  # type: ignore[union-attr]
+
+
 # -- health reports --------------------------------------------------------------------------
 
 
@@ -121,6 +143,44 @@ def test_the_latest_health_report_is_kept_with_known_keys_only(store: CouncilSto
     entry = store.fleet_entry("hub-a")
     assert entry is not None and (entry.queue_depth, entry.software_version) == (12, "0.6.0")
     assert (entry.last_contact, entry.clock_offset_s) == (T0 + 9, 0.25)
+
+
+def test_a_report_replaces_the_keys_it_carries_and_keeps_the_others(
+    store: CouncilStore,
+) -> None:
+    """`hearth sync now` reports no sensors and no uptime: the running service's detail stays."""
+    full = {"uptime_s": 100.0, "queue_depth": 5, "clock_synced": True,
+            "sensors": {"t1": sensor(T0, battery=10.0), "t2": sensor(T0)}}  # fmt: skip
+    store.ingest("hub-a", batch([1]), received_at=T0 + 1, health=full, signed_at=T0)
+    store.ingest("hub-a", batch([2]), received_at=T0 + 2, health={"queue_depth": 0})
+    assert stored_health(store, "hub-a") == {**full, "queue_depth": 0}
+    entry = store.fleet_entry("hub-a")
+    assert entry is not None and (entry.uptime_s, entry.queue_depth) == (100.0, 0)
+    assert [b.sensor_id for b in entry.low_batteries] == ["t1"]
+    # A report that carries `sensors` replaces the whole set: a removed sensor goes.
+    store.ingest("hub-a", [], received_at=T0 + 3, health={"sensors": {"t2": sensor(T0)}})
+    assert stored_health(store, "hub-a")["sensors"] == {"t2": sensor(T0)}
+
+
+def test_an_older_signed_upload_stores_its_events_but_not_its_fleet_figures(
+    store: CouncilStore,
+) -> None:
+    """A replay, or a retry that arrives after a newer upload, must not put old figures over
+    new ones; the signed time decides (equal counts as newer: it is whole seconds)."""
+    store.ingest("hub-a", batch([1]), received_at=T0 + 10, signed_at=T0 + 9,
+                 health={"queue_depth": 1, "software_version": "2.0"},
+                 clock_offset_s=1.0)  # fmt: skip
+    late = store.ingest("hub-a", batch([2]), received_at=T0 + 20, signed_at=T0 + 5,
+                        health={"queue_depth": 40, "software_version": "1.0"},
+                        clock_offset_s=15.0)  # fmt: skip
+    assert (late.new, late.high_water) == (1, 2)
+    entry = store.fleet_entry("hub-a")
+    assert entry is not None
+    assert (entry.last_contact, entry.queue_depth, entry.clock_offset_s) == (T0 + 10, 1, 1.0)
+    assert (entry.software_version, entry.events_held, entry.high_water) == ("2.0", 2, 2)
+    store.ingest("hub-a", [], received_at=T0 + 30, signed_at=T0 + 9, health={"queue_depth": 2})
+    entry = store.fleet_entry("hub-a")
+    assert entry is not None and (entry.last_contact, entry.queue_depth) == (T0 + 30, 2)
 
 
 MALFORMED_HEALTH: list[tuple[Any, str]] = [
@@ -358,3 +418,62 @@ def test_a_filtered_reader_during_ingests_sees_every_match_once(db_url: str) -> 
     assert seen == [s for r in range(1, rounds, 2) for s in range(r * 5, r * 5 + 5)]
     writer.close()
     reader.close()
+
+
+@pytest.mark.ci_required
+def test_concurrent_writers_never_let_a_reader_skip_an_event(postgres_url: str) -> None:
+    """PostgreSQL hands out ids when rows are inserted, not when they commit: without the
+    ingest lock a writer can commit ids 21-40 while another still holds 1-20 uncommitted, a
+    reader sees 40 and its cursor passes 1-20 for ever. With the lock ids commit in order.
+
+    Each writer commit is delayed a little (0-10 ms, before COMMIT is sent), which widens the
+    window between taking ids and committing them: without the lock, this fails nearly every
+    run; without the delay, only rarely (the window is then a fraction of a millisecond)."""
+    writers, rounds, size = 4, 40, 20
+    with postgres_database(postgres_url) as url:
+        writer, reader = CouncilStore.open(url), CouncilStore.open(url)
+        chance = random.Random(5)
+
+        @sa.event.listens_for(writer.engine, "commit")
+        def slow_commit(_conn: Any) -> None:
+            time.sleep(chance.uniform(0.0, 0.01))
+
+        try:
+            for w in range(writers):
+                writer.add_hub(f"hub-{w}", bytes([w]) * 32)
+            start = threading.Barrier(writers + 1)
+            finished = [threading.Event() for _ in range(writers)]
+            errors: list[BaseException] = []
+
+            def write(w: int) -> None:
+                try:
+                    start.wait(timeout=30)
+                    for r in range(rounds):
+                        writer.ingest(f"hub-{w}", batch(range(r * size, (r + 1) * size)))
+                except BaseException as exc:
+                    errors.append(exc)
+                finally:
+                    finished[w].set()
+
+            threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+            for t in threads:
+                t.start()
+            start.wait(timeout=30)
+            seen: list[tuple[str, int]] = []
+            cursor = 0
+            while True:
+                all_done = all(f.is_set() for f in finished)  # before the page: it sees all
+                page = reader.events_page(cursor, 7)
+                seen += [(e.hub_id, e.seq) for e in page.events]
+                cursor = page.next_cursor
+                if all_done and not page.more:
+                    break
+            for t in threads:
+                t.join(timeout=60)
+            assert errors == []
+            expected = {(f"hub-{w}", s) for w in range(writers) for s in range(rounds * size)}
+            assert len(seen) == len(set(seen)), "an event was read twice"
+            assert set(seen) == expected, f"{len(expected - set(seen))} events skipped"
+        finally:
+            writer.close()
+            reader.close()

@@ -83,7 +83,7 @@ def _event_row(hub_id: str, seq: int) -> dict[str, Any]:
 def test_upgrading_0001_keeps_every_row_and_fills_in_the_new_figures(db_url: str) -> None:  # noqa: F811
     v1_database(db_url)
     store = CouncilStore.open(db_url)
-    assert store.applied_migrations == ("0002",) and store.current_revision() == HEAD
+    assert store.applied_migrations == ("0002", "0003") and store.current_revision() == HEAD
 
     events = list(store.iter_events())
     assert [(e.id, e.hub_id, e.seq) for e in events] == [
@@ -145,7 +145,34 @@ def test_0002_downgrades_to_0001_and_upgrades_again(db_url: str) -> None:  # noq
         assert [c["name"] for c in sa.inspect(conn).get_columns("hubs")] == list(V1_HUBS.c.keys())
     engine.dispose()
     store = CouncilStore.open(db_url)
-    assert store.applied_migrations == ("0002",)
+    assert store.applied_migrations == ("0002", "0003")
     assert [e.seq for e in store.iter_events()] == [1, 2]
     assert store.fleet_entry("hub-a").high_water == 2  # type: ignore[union-attr]
+    store.close()
+
+
+def test_0003_adds_the_signed_time_of_the_fleet_figures_and_downgrades(db_url: str) -> None:  # noqa: F811
+    engine = make_engine(db_url)
+    assert CouncilStore._migrate(engine, "0002") == ["0001", "0002"]
+    engine.dispose()
+    store = CouncilStore.open(db_url)
+    assert store.applied_migrations == ("0003",)
+    store.add_hub("hub-a", b"a" * 32)
+    store.ingest("hub-a", [reading(1)], received_at=10.0, signed_at=9.0)
+    store.close()
+    engine = make_engine(db_url)
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    with engine.connect() as conn:
+        assert "signed_at" not in [c["name"] for c in sa.inspect(conn).get_columns("hubs")]
+    engine.dispose()
+    store = CouncilStore.open(db_url)
+    assert store.applied_migrations == ("0003",)
+    entry = store.fleet_entry("hub-a")
+    assert entry is not None and entry.last_contact == 10.0
+    # NULL after the upgrade: the next upload, whatever its time, updates the figures.
+    store.ingest("hub-a", [], received_at=11.0, signed_at=1.0)
+    assert store.fleet_entry("hub-a").last_contact == 11.0  # type: ignore[union-attr]
     store.close()

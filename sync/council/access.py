@@ -40,7 +40,7 @@ JSONValue = Any
 ROLES = ("reader", "admin")  # in rising order of power
 _LAST_USED_EVERY_S = 60.0  # authenticate() writes last_used_at at most this often per token
 _DEFAULT_CONFIG_KEY = "default_hub_config"
-_MAX_TEXT = 200
+MAX_TEXT = 200  # names and notes (hubs, codes, tokens): the columns are String(200)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class AccessStore:
         now = now_or(now)
         if not math.isfinite(expires_in_s) or expires_in_s <= 0:
             raise StoreError(f"expires_in_s must be a positive number, got {expires_in_s!r}")
-        note = short_text(note, _MAX_TEXT)
+        note = short_text(note, MAX_TEXT)
         code = new_code()
         canonical = normalise_code(code)
         assert canonical is not None  # new_code only makes valid codes
@@ -181,11 +181,16 @@ class AccessStore:
         Inputs are checked first (StoreError, the code untouched), then the code
         (EnrollmentRefused), then the key (KeyAlreadyEnrolled, the code given back): an
         unauthenticated caller learns nothing about enrolled keys without a valid code.
+
+        Idempotent for the hub that redeemed the code: when its answer was lost, the
+        installer asks again with the same code and key, and gets the same hub (with its
+        current config) instead of "used", as long as the code has not expired. Any other
+        key is refused as before.
         """
         now = now_or(now)
         if not isinstance(public_key, bytes) or len(public_key) != 32:
             raise StoreError("public_key: expected the 32 bytes of an Ed25519 public key")
-        name = short_text(name, _MAX_TEXT)
+        name = short_text(name, MAX_TEXT)
         software_version = short_text(software_version, 64)
         canonical = normalise_code(code)
         if canonical is None:
@@ -208,22 +213,14 @@ class AccessStore:
                 )
                 code_id = conn.execute(claim).scalar_one_or_none()
                 if code_id is None:
+                    again = _enrolled_with(conn, digest, public_key, now)
+                    if again is not None:
+                        return again
                     raise _refusal(conn, digest, now)
                 taken = sa.select(hubs.c.hub_id).where(hubs.c.public_key == public_key)
                 if conn.execute(taken).first() is not None:
                     raise KeyAlreadyEnrolled("this public key is already enrolled")
-                config = _default_config(conn)
-                conn.execute(
-                    hubs.insert().values(
-                        hub_id=hub_id,
-                        public_key=public_key,
-                        enrolled_at=now,
-                        software_version=software_version,
-                        name=name,
-                        config=config,
-                        config_version=1,
-                    )
-                )
+                hub = _insert_hub(conn, hub_id, public_key, now, software_version, name)
                 link = enrollment_codes.update().where(c.id == code_id).values(hub_id=hub_id)
                 conn.execute(link)
         except sa.exc.IntegrityError as exc:
@@ -231,16 +228,7 @@ class AccessStore:
             if "public_key" in str(exc.orig):
                 raise KeyAlreadyEnrolled("this public key is already enrolled") from exc
             raise
-        return Hub(
-            hub_id=hub_id,
-            public_key=public_key,
-            enrolled_at=now,
-            last_contact=None,
-            software_version=software_version,
-            name=name,
-            config=config,
-            config_version=1,
-        )
+        return hub
 
     # -- hubs --------------------------------------------------------------------------------
 
@@ -257,17 +245,7 @@ class AccessStore:
         enrolled hub. Raises sqlalchemy.exc.IntegrityError if the id or key exists."""
         when = now_or(enrolled_at)
         with serialised(self.engine) as conn:
-            conn.execute(
-                hubs.insert().values(
-                    hub_id=hub_id,
-                    public_key=public_key,
-                    enrolled_at=when,
-                    software_version=software_version,
-                    name=name,
-                    config=_default_config(conn),
-                    config_version=1,
-                )
-            )
+            _insert_hub(conn, hub_id, public_key, when, software_version, name)
 
     def get_hub(self, hub_id: str) -> Hub | None:
         with self.engine.connect() as conn:
@@ -312,8 +290,8 @@ class AccessStore:
         now = now_or(now)
         if role not in ROLES:
             raise StoreError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        if not isinstance(name, str) or not 0 < len(name) <= _MAX_TEXT:
-            raise StoreError(f"name: expected 1 to {_MAX_TEXT} characters")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_TEXT:
+            raise StoreError(f"name: expected 1 to {MAX_TEXT} characters")
         token = new_token()
         digest = token_digest(token)
         row = {"token_sha256": digest, "role": role, "name": name, "created_at": now}
@@ -406,6 +384,42 @@ def _refusal(conn: Connection, digest: str, now: float) -> EnrollmentRefused:
     if state == "revoked":
         return EnrollmentRefused("revoked", f"enrollment code revoked at {_iso(row.revoked_at)}")
     return EnrollmentRefused("expired", f"enrollment code expired at {_iso(row.expires_at)}")
+
+
+def _insert_hub(
+    conn: Connection,
+    hub_id: str,
+    public_key: bytes,
+    enrolled_at: float,
+    software_version: str | None,
+    name: str | None,
+) -> Hub:
+    """A new hub on the council's default config, version 1 (enrolled or added)."""
+    hub = Hub(
+        hub_id=hub_id,
+        public_key=public_key,
+        enrolled_at=enrolled_at,
+        last_contact=None,
+        software_version=software_version,
+        name=name,
+        config=_default_config(conn),
+        config_version=1,
+    )
+    conn.execute(hubs.insert().values(**{f: getattr(hub, f) for f in Hub.__dataclass_fields__}))
+    return hub
+
+
+def _enrolled_with(conn: Connection, digest: str, public_key: bytes, now: float) -> Hub | None:
+    """The hub that redeemed this (unexpired) code, if its key is `public_key`: a repeated
+    enrollment whose first answer was lost."""
+    c = enrollment_codes.c
+    query = (
+        sa.select(*_HUB_COLUMNS)
+        .select_from(enrollment_codes.join(hubs, hubs.c.hub_id == c.hub_id))
+        .where(c.code_sha256 == digest, c.expires_at > now, hubs.c.public_key == public_key)
+    )
+    row = conn.execute(query).first()
+    return None if row is None else _hub_from_row(row._asdict())
 
 
 def _config_document(config: Any) -> dict[str, JSONValue]:

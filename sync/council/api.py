@@ -1,4 +1,6 @@
-"""JSON shapes of the council's admin, pull and fleet endpoints, and of the hub's health report.
+"""JSON shapes of the council's admin, pull and fleet endpoints.
+
+(The hub's health report is checked in `sync.council.fleet`, where the store keeps it.)
 
 The hub-facing shapes (enroll, upload ack, config) live in `sync.protocol`, shared with the
 hub; these are the council's own, so they are declared here, once, as the OpenAPI schema's
@@ -14,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from sync.council.store import CouncilEvent
+from sync.council.store import MAX_TEXT, CouncilEvent
 
 Role = Literal["reader", "admin"]
 Kind = Literal["reading", "alert", "system"]
@@ -28,8 +30,8 @@ MAX_ID = 2**63 - 1
 # Visible ASCII, as sync.signing requires of hub ids: a NUL or a control character in a path
 # or query would otherwise reach the database (PostgreSQL refuses NUL: a 500, not a 404).
 HUB_ID_PATTERN = r"^[!-~]{1,64}$"
-Note = Annotated[str, StringConstraints(max_length=200)]
-TokenName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Note = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+TokenName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
 DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
@@ -116,7 +118,11 @@ class EventOut(_Out):
     quantity: str | None
     value: float | None
     received_at: float
-    body: dict[str, Any] = Field(description="The event exactly as the hub sent it")
+    body: dict[str, Any] = Field(
+        description="The event as the hub sent it: the same keys and values. On a "
+        "PostgreSQL council (JSONB) the keys may come back in another order and numbers in "
+        "another spelling of the same value (1e+23 as 100000000000000000000000)"
+    )
 
 
 class EventPageOut(_Out):

@@ -4,8 +4,9 @@ Shape of a request, outside in:
 - `_Envelope` (plain ASGI, so it also sees bodies as they stream): gives the request an id,
   stamps X-Hearth-Time on every answer (refusals too: hubs sign with council time), refuses
   a body over the endpoint's limit from Content-Length and again while it is read (a lying
-  or absent Content-Length changes nothing), and turns an unexpected exception into a bare
-  500 that names the request id, logged with the traceback, never the internals.
+  or absent Content-Length changes nothing), reads the rest of a body an early answer left
+  unread (so the answer is not lost to a TCP reset), and turns an unexpected exception into
+  a bare 500 that names the request id, logged with the traceback, never the internals.
 - FastAPI routes (`hub_routes`, `user_routes`): the store's blocking calls run in the
   threadpool, so the event loop keeps serving while a database call waits.
 - Store exceptions map to the contract's status codes here, once, not in every endpoint.
@@ -19,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -43,6 +45,10 @@ from sync.protocol import API_VERSION, HEADER_COUNCIL_TIME, MAX_UPLOAD_BYTES, UP
 log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 256 * 1024  # admin and enrollment bodies are small; a hub config is the largest
+# How much of an over-limit body is still read (and dropped) so its client hears the 413, and
+# for how long at most; see _Envelope.
+DRAIN_EXTRA_BYTES = 4 * MAX_UPLOAD_BYTES
+DRAIN_TIMEOUT_S = 10.0
 HEADER_REQUEST_ID = "X-Request-ID"
 
 
@@ -68,6 +74,14 @@ class _Envelope:
     The body limit is here, not Starlette's RequestBodyLimitMiddleware, because that one
     answers some refusals in plain text (the contract says JSON) and leaves the connection
     open, so uvicorn goes on reading, and discarding, the rest of an oversized body.
+
+    An answer given before the request body is read (a 413 from Content-Length, a 415, a
+    404...) first reads the rest of the body, bounded: a server that closes a socket with
+    request bytes still unread makes the kernel send a TCP reset, which destroys the answer
+    on its way to the client. Within the limit, the body is read whole and the connection
+    stays usable. Past it, up to DRAIN_EXTRA_BYTES more are read (so an ordinary
+    over-sized upload still hears its 413) and the connection is closed; a body declared
+    larger than that, or one that waits for 100-continue, is answered at once.
     """
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
@@ -82,31 +96,48 @@ class _Envelope:
         scope.setdefault("state", {})["request_id"] = request_id
         limit = body_limit(scope["path"])
         headers_in = Headers(scope=scope)
-        declared = headers_in.get("content-length", "")
+        declared_text = headers_in.get("content-length", "")
+        declared = int(declared_text) if declared_text.isdigit() else None
+        waits_for_continue = headers_in.get("expect", "").lower() == "100-continue"
         started = False
-        # An answer sent before the body is read (413, 415, 401...) closes the connection:
-        # otherwise the server would go on reading, and discarding, whatever the client sends.
-        body_done = "transfer-encoding" not in headers_in and declared in ("", "0")
+        body_done = "transfer-encoding" not in headers_in and declared in (None, 0)
+        received = 0
+        asked = False  # whether anything called receive (uvicorn sends 100 Continue then)
+
+        async def drain() -> None:
+            """Read and drop the rest of the body, within the bounds in the class doc."""
+            nonlocal received, body_done
+            budget = limit + DRAIN_EXTRA_BYTES
+            if (declared is not None and declared > budget) or (waits_for_continue and not asked):
+                return
+            with anyio.move_on_after(DRAIN_TIMEOUT_S):
+                while not body_done and received <= budget:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client left
+                    received += len(message.get("body", b""))
+                    body_done = not message.get("more_body", False)
 
         async def stamped_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if not body_done:
+                    await drain()
                 headers = MutableHeaders(scope=message)
                 headers[HEADER_COUNCIL_TIME] = council_time()
                 headers[HEADER_REQUEST_ID] = request_id
-                if not body_done:
+                if not body_done or received > limit:
                     headers["Connection"] = "close"
             await send(message)
 
-        if declared.isdigit() and int(declared) > limit:
+        if declared is not None and declared > limit:
             await _send_json(stamped_send, 413, f"the body is larger than {limit} bytes")
             return
 
-        received = 0
-
         async def counted_receive() -> Message:
-            nonlocal received, body_done
+            nonlocal received, body_done, asked
+            asked = True
             message = await receive()
             if message["type"] == "http.request":
                 body_done = not message.get("more_body", False)
@@ -160,10 +191,12 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 
 
-async def _unparsable_body(_request: Request, _exc: Exception) -> JSONResponse:
-    """FastAPI answers 400 to a JSON body it cannot even decode (not UTF-8); for the
-    contract every malformed request is a 422."""
-    return JSONResponse({"detail": "body: not valid JSON text (UTF-8)"}, status_code=422)
+async def _bad_request(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI answers 400 to a body it cannot parse at all; for the contract every
+    malformed request is a 422. JSON bodies never get here (StrictJSONRoute turns every
+    way json.loads fails into FastAPI's own 422), so the detail is the exception's own."""
+    detail = exc.detail if isinstance(exc, HTTPException) else "the request is malformed"
+    return JSONResponse({"detail": f"body: {detail}"}, status_code=422)
 
 
 def _method_not_allowed(routes: list[BaseRoute]) -> ExceptionHandler:
@@ -210,7 +243,7 @@ def create_app(store: CouncilStore, *, max_skew_s: float = 300.0) -> FastAPI:
     app.add_middleware(_Envelope, state=app.state)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StoreError, _store_error)
-    app.add_exception_handler(400, _unparsable_body)
+    app.add_exception_handler(400, _bad_request)
     app.add_exception_handler(
         405, _method_not_allowed([*hub_routes.router.routes, *user_routes.router.routes])
     )

@@ -1,8 +1,8 @@
 """The hubs' health reports: checked on ingest, summarised for the fleet view.
 
 A report arrives in every upload (see the contract in sync.protocol's users); the council keeps
-only the latest per hub, in the hubs table, so the fleet view is one read of that table and
-never a scan of the events.
+one merged report per hub (each report replaces the keys it carries), in the hubs table, so
+the fleet view is one read of that table and never a scan of the events.
 """
 
 from __future__ import annotations

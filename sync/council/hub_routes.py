@@ -112,8 +112,10 @@ async def config(request: Request) -> HubConfig:
 
 
 def _check_content_headers(request: Request) -> None:
-    """415 before reading a byte: the codec compresses itself, so any Content-Encoding is
-    either a proxy's doing or an attempt to slip a compressed bomb past the size limit."""
+    """415 before the endpoint reads the body: the codec compresses itself, so any
+    Content-Encoding is either a proxy's doing or an attempt to slip a compressed bomb past
+    the size limit. (The envelope still reads the body, bounded, before the 415 goes out, so
+    the answer is not lost to a TCP reset; see app._Envelope.)"""
     for encoding in request.headers.getlist("content-encoding"):
         if encoding.strip().lower() not in ("", "identity"):
             raise HTTPException(
@@ -162,18 +164,22 @@ def _accept_upload(
             "hubs write only their own data",
         )
     records = [event.to_record() for event in batch.events]
-    problem = unstorable_text(records) or unstorable_text(batch.health)
+    # Records are checked by the store (text it cannot hold, nesting depth: StoreError ->
+    # 422), once; the health report's unknown keys never reach it, so they are checked here.
+    problem = unstorable_text(batch.health)
     if problem is not None:
-        raise HTTPException(422, f"batch: {problem}")
+        raise HTTPException(422, f"batch: health: {problem}")
     signed_at = int(request.headers[HEADER_TIMESTAMP])  # verified above
-    # The store checks the health report (StoreError -> 422 naming the field) and keeps its
-    # known keys for the fleet view, in the same transaction as the events.
+    # The store checks the health report (StoreError -> 422 naming the field) and merges its
+    # known keys into the fleet view, in the same transaction as the events, unless a newer
+    # signed request already updated it (a replay or a late retry changes no fleet figure).
     result = store.ingest(
         hub.hub_id,
         records,
         received_at=received_at,
         health=batch.health,
         clock_offset_s=received_at - signed_at,
+        signed_at=signed_at,
     )
     return UploadAck(
         new=result.new,

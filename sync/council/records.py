@@ -14,10 +14,17 @@ from typing import Any
 from sync.council.errors import StoreError
 
 KINDS = ("reading", "alert", "system")
+# Deepest nesting of objects and arrays a stored JSON document may have. Real records and
+# configs are 2-4 levels deep; far deeper documents store fine but then break every reader
+# (pydantic refuses to serialise past ~255 levels, json.dumps recurses): refused up front.
+MAX_JSON_DEPTH = 32
 
 
 def row_for(hub_id: str, record: Mapping[str, Any], received_at: float) -> dict[str, Any]:
     """The events-table row for one wire record (its flat dict, kept whole as `body`)."""
+    problem = json_problem(record)
+    if problem is not None:
+        raise StoreError(f"malformed record (seq {record.get('seq')!r:.24}): {problem}")
     try:
         seq = record["seq"]
         kind = record["kind"]
@@ -59,12 +66,44 @@ def short_text(value: Any, limit: int) -> str | None:
     return value
 
 
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why `value` (parsed JSON) cannot be stored and read back, or None.
+
+    - NUL in a string: valid JSON ("\\u0000") that PostgreSQL refuses in text and JSONB.
+    - A lone surrogate ("\\ud800"): valid JSON, but not encodable as UTF-8 by the driver or
+      by the JSON response.
+    - Nesting deeper than `max_depth` objects/arrays (see MAX_JSON_DEPTH).
+    Iterative, so a deep document costs no stack here.
+    """
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list | tuple):
+            depth += 1
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels of objects and arrays"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth) for child in children)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "a string holds a NUL character (\\u0000)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone surrogate (not valid Unicode)"
+    return None
+
+
 def json_document(value: Any, where: str) -> Any:
     """`value` as it will read back from the database (tuples become lists, keys strings);
-    StoreError when it is not JSON or holds NaN or infinity."""
+    StoreError when it is not JSON, holds NaN, infinity or unstorable text, or nests too
+    deeply (checked first: json.dumps would recurse past Python's stack limit)."""
+    problem = json_problem(value)
+    if problem is not None:
+        raise StoreError(f"{where}: {problem}")
     try:
         return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise StoreError(f"{where}: not a JSON document ({exc})") from exc
 
 

@@ -9,7 +9,7 @@ Why it looks like this:
   PostgreSQL: a transaction-scoped advisory lock), otherwise a reader could see id 101 commit
   before id 100 and step past 100 for ever.
 - Per-hub figures the hub and the fleet view need on every upload (high water, events held,
-  latest health report) are kept on the hubs row by ingest, in the same transaction as the
+  merged health report) are kept on the hubs row by ingest, in the same transaction as the
   events, so nothing ever scans the events table to answer an upload.
 - An enrollment code is claimed by one conditional UPDATE (unused, unrevoked, unexpired) in
   the transaction that creates the hub: of two concurrent redemptions, the row lock lets
@@ -40,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from sync.council.access import (
+    MAX_TEXT,
     ROLES,
     AccessStore,
     CodeInfo,
@@ -62,6 +63,7 @@ from sync.council.records import KINDS, finite, json_document, row_for, same_jso
 from sync.council.tables import events, hubs, metadata
 
 __all__ = [
+    "MAX_TEXT",
     "ROLES",
     "CodeInfo",
     "Conflict",
@@ -195,13 +197,19 @@ class CouncilStore(AccessStore):
         software_version: str | None = None,
         health: Mapping[str, JSONValue] | None = None,
         clock_offset_s: float | None = None,
+        signed_at: float | None = None,
     ) -> IngestResult:
         """Store a batch once, in one transaction; re-sent or overlapping batches add nothing.
 
-        Also records, in the same transaction, the hub's last contact, high water, count of
-        events held, latest health report (only its known keys, checked: StoreError names a
-        wrong field), clock offset and software version (the argument, else the report's), so
-        the fleet view never shows a contact whose data is missing.
+        Also records, in the same transaction, the hub's high water and count of events held,
+        and its fleet figures: last contact, health report (only its known keys, checked:
+        StoreError names a wrong field), clock offset and software version (the argument, else
+        the report's), so the fleet view never shows a contact whose data is missing.
+
+        Fleet figures change only when `signed_at` (the request's signed timestamp) is not
+        older than the one they came from: a replayed or late-retried upload stores its
+        events but cannot put old figures over newer ones. A report is merged: its keys
+        replace the stored ones, the others stay (a report without `sensors` keeps them).
         """
         if len(hub_id) > 64:
             raise StoreError("hub id too long")
@@ -212,15 +220,20 @@ class CouncilStore(AccessStore):
             software_version = report.get("software_version")
         software_version = short_text(software_version, 64)
         offset = None if clock_offset_s is None else finite(clock_offset_s)
+        signed = None if signed_at is None else finite(signed_at)
         batch: dict[int, dict[str, Any]] = {}
         for row in rows:
             batch.setdefault(row["seq"], row)  # the first copy in a batch wins
         seqs = sorted(batch)
         try:
             with serialised(self.engine, _INGEST_LOCK) as conn:
-                # Under the ingest lock nobody else writes events, so what is already held is
-                # exact; ON CONFLICT DO NOTHING stays as the database's own guarantee. Bodies
-                # come back only for seqs already held: none, unless the hub is retrying.
+                # Under the ingest lock nobody else writes events or fleet figures, so what is
+                # read here is exact; ON CONFLICT DO NOTHING stays as the database's own
+                # guarantee. Bodies come back only for seqs already held: none, unless the
+                # hub is retrying.
+                hub = conn.execute(_HUB_STATE.where(hubs.c.hub_id == hub_id)).first()
+                if hub is None:
+                    raise StoreError(f"unknown hub {hub_id!r}")
                 stored = conn.execute(_held_query(conn, hub_id, seqs)).all()
                 conflicts = sorted(
                     seq
@@ -229,10 +242,27 @@ class CouncilStore(AccessStore):
                 )
                 held_before = {seq for seq, _ in stored}
                 fresh = [row for seq, row in batch.items() if seq not in held_before]
-                touch = self._touch(hub_id, now, fresh, software_version, report, offset)
-                hub = conn.execute(touch).first()
-                if hub is None:
-                    raise StoreError(f"unknown hub {hub_id!r}")
+                values = _event_figures(fresh)
+                if signed is None or hub.signed_at is None or signed >= hub.signed_at:
+                    values.update(last_contact=now)
+                    if signed is not None:
+                        values.update(signed_at=signed)
+                    if software_version is not None:
+                        values.update(software_version=software_version)
+                    if report is not None:
+                        merged = {**(decoded(hub.health) or {}), **report}
+                        values.update(health=merged, health_at=now)
+                    if offset is not None:
+                        values.update(clock_offset_s=offset)
+                high_water, config_version = hub.high_water, hub.config_version
+                if values:
+                    touch = (
+                        hubs.update()
+                        .where(hubs.c.hub_id == hub_id)
+                        .values(values)
+                        .returning(hubs.c.high_water, hubs.c.config_version)
+                    )
+                    high_water, config_version = conn.execute(touch).one()
                 if fresh:
                     conn.execute(_insert_ignoring_duplicates(conn), fresh)
         except (sa.exc.StatementError, ValueError) as exc:
@@ -247,35 +277,8 @@ class CouncilStore(AccessStore):
             new=len(fresh),
             held=tuple(s for s in seqs if s not in refused),
             conflicts=tuple(conflicts),
-            high_water=hub.high_water,
-            config_version=hub.config_version,
-        )
-
-    @staticmethod
-    def _touch(
-        hub_id: str,
-        now: float,
-        fresh: list[dict[str, Any]],
-        software_version: str | None,
-        report: dict[str, Any] | None,
-        offset: float | None,
-    ) -> sa.Update:
-        values: dict[str, Any] = {"last_contact": now}
-        if fresh:
-            top = max(row["seq"] for row in fresh)
-            high = sa.case((hubs.c.high_water < top, top), else_=hubs.c.high_water)
-            values.update(high_water=high, events_held=hubs.c.events_held + len(fresh))
-        if software_version is not None:
-            values["software_version"] = software_version
-        if report is not None:
-            values.update(health=report, health_at=now)
-        if offset is not None:
-            values["clock_offset_s"] = offset
-        return (
-            hubs.update()
-            .where(hubs.c.hub_id == hub_id)
-            .values(values)
-            .returning(hubs.c.high_water, hubs.c.config_version)
+            high_water=high_water,
+            config_version=config_version,
         )
 
     def events_page(
@@ -369,6 +372,17 @@ class CouncilStore(AccessStore):
 
 # Everything fleet.fleet_entry reads (by name); never the key or the config.
 _FLEET_COLUMNS = [c for c in hubs.c if c.name not in ("public_key", "config")]
+# What ingest reads of the hub before deciding what to change.
+_HUB_STATE = sa.select(hubs.c.health, hubs.c.signed_at, hubs.c.high_water, hubs.c.config_version)
+
+
+def _event_figures(fresh: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hubs-row changes for newly stored rows: high water and events held."""
+    if not fresh:
+        return {}
+    top = max(row["seq"] for row in fresh)
+    high = sa.case((hubs.c.high_water < top, top), else_=hubs.c.high_water)
+    return {"high_water": high, "events_held": hubs.c.events_held + len(fresh)}
 
 
 def _held_query(conn: Connection, hub_id: str, seqs: list[int]) -> sa.Select[tuple[int, Any]]:

@@ -1,9 +1,11 @@
-"""JSON request bodies the database can store: no NUL character, no lone surrogate.
+"""JSON request bodies the database can store: no NUL character, no lone surrogate, no
+nesting deeper than records.MAX_JSON_DEPTH.
 
-Both are valid JSON ("\\u0000", "\\ud800") and pass pydantic's `str`, but PostgreSQL refuses
-NUL in text and JSONB, and a lone surrogate cannot be encoded as UTF-8 at all (not by the
-driver, not by the JSON response). Caught here, at parse time, they are the client's 422
-instead of a 500 deep in the store, for every JSON endpoint at once.
+All are valid JSON and pass pydantic's `dict[str, Any]`, but PostgreSQL refuses NUL in text
+and JSONB, a lone surrogate cannot be encoded as UTF-8 at all (not by the driver, not by the
+JSON response), and a very deep document is stored fine and then breaks every answer that
+contains it. Caught here, at parse time, they are the client's 422 instead of a 500 later,
+for every JSON endpoint at once.
 """
 
 from __future__ import annotations
@@ -15,36 +17,30 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from sync.council.records import json_problem
+
 
 def unstorable_text(value: Any) -> str | None:
-    """Why `value` (parsed JSON) cannot be stored, or None. Iterative: depth costs no stack."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                return "a string holds a NUL character (\\u0000)"
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return "a string holds a lone surrogate (not valid Unicode)"
-    return None
+    """Why `value` (parsed JSON) cannot be stored, or None (see records.json_problem)."""
+    return json_problem(value)
 
 
 class _StrictJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            parsed = json.loads(body)
+            text = body.decode("utf-8", "replace")
+            # FastAPI turns a JSONDecodeError into its 422 validation error; anything else it
+            # would answer with a bare 400, so the two other ways json.loads fails become one.
+            try:
+                parsed = json.loads(body)
+            except UnicodeDecodeError:
+                raise json.JSONDecodeError("not UTF-8 text", text, 0) from None
+            except RecursionError:
+                raise json.JSONDecodeError("nested too deeply to parse", text, 0) from None
             problem = unstorable_text(parsed)
             if problem is not None:
-                # FastAPI turns a JSONDecodeError into its 422 validation error.
-                raise json.JSONDecodeError(problem, body.decode("utf-8", "replace"), 0)
+                raise json.JSONDecodeError(problem, text, 0)
             self._json = parsed
         return self._json
 

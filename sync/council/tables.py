@@ -35,6 +35,9 @@ hubs = sa.Table(
     # scan the events table.
     sa.Column("high_water", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
     sa.Column("events_held", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    # Added by 0003: the signed timestamp of the upload the fleet figures (last_contact,
+    # health, clock_offset_s, software_version) came from; older uploads do not replace them.
+    sa.Column("signed_at", sa.Float(), nullable=True),
 )
 # A unique index rather than a table constraint: SQLite adds an index in place, whereas a
 # constraint would mean rebuilding `hubs`, which the events' foreign key makes unsafe.
