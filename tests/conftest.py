@@ -8,7 +8,9 @@ from collections.abc import Generator
 
 import pytest
 
-pytest_plugins = ["tests.postgres"]  # one PostgreSQL server for every test module that needs it
+# One PostgreSQL server for every test module that needs it; the council fixtures
+# (council_db_url, council_db_on_each_engine) for any test that names them.
+pytest_plugins = ["tests.postgres", "tests.council_server"]
 
 
 @pytest.hookimpl(hookwrapper=True)

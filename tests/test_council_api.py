@@ -36,7 +36,6 @@ from sync.protocol import (
 from tests.council_server import (
     CouncilServer,
     SignedHub,
-    council_db_url,  # noqa: F401 - a fixture
     running_council,
 )
 from tests.factories import T0, alert, reading, system
@@ -45,7 +44,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def council(council_db_url: str) -> Iterator[CouncilServer]:  # noqa: F811
+def council(council_db_url: str) -> Iterator[CouncilServer]:
     with running_council(council_db_url) as server:
         yield server
         assert server.app.state.unexpected_errors == 0

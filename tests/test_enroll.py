@@ -21,9 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hub.identity import KEY_FILENAME, HubIdentity
 from sync.enroll import RECORD_FILENAME, EnrollError, enroll
 from sync.protocol import ENROLL_PATH, EnrollRequest
-from tests.council_server import council_db_url, running_council
-
-__all__ = ["council_db_url"]  # the fixture, imported for the tests below
+from tests.council_server import running_council
 
 URL = "https://council.test"
 CODE = "ABCD-EFGH-JKMN"

@@ -21,10 +21,8 @@ from hub.config import (
 )
 from hub.events import Quantity, Reading
 from hub.runtime import Hub
-from tests.council_server import CouncilServer, council_db_url, running_council
+from tests.council_server import CouncilServer, running_council
 from tests.factories import T0
-
-__all__ = ["council_db_url"]  # the fixture, used by name
 
 WAIT_S = 30.0
 

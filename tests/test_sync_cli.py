@@ -16,10 +16,8 @@ from hub.config import load_config, starter_config, write_config
 from hub.identity import KEY_FILENAME
 from hub.store import Store
 from provisioning import sync_cmd
-from tests.council_server import council_db_url, running_council
+from tests.council_server import running_council
 from tests.factories import alert, reading
-
-__all__ = ["council_db_url"]
 
 app = typer.Typer()
 app.command("enroll")(sync_cmd.enroll)

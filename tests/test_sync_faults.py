@@ -25,16 +25,14 @@ import os
 import queue
 import random
 import re
-import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import tests.council_server
 from hub.events import StoredEvent
 from hub.store import GroupCommitter, Store
 from sync.client import make_http_client
@@ -90,39 +87,9 @@ def min_per_kind(attempts: int) -> int:
 # -- the council under test ------------------------------------------------------------------
 
 
-def _nodelay_socket() -> socket.socket:
-    """tests.council_server binds socket(AF_INET, SOCK_STREAM) with proto 0, and asyncio sets
-    TCP_NODELAY only on sockets whose proto is IPPROTO_TCP: every answer then waits ~40 ms
-    for a delayed ACK (measured: 42 ms -> 1.8 ms per request). Same socket, proto given."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@pytest.fixture(autouse=True)
-def _fast_council_socket(monkeypatch: pytest.MonkeyPatch) -> None:
-    # raising=False: once tests.council_server binds with IPPROTO_TCP itself this is moot.
-    monkeypatch.setattr(tests.council_server, "_loopback_socket", _nodelay_socket, raising=False)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.ci_required)])
-def council_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty council database: a SQLite file, or a new database on the server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'council.db'}"
-        return
-    base = sa.make_url(request.getfixturevalue("postgres_url"))
-    name = f"faults_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
+@pytest.fixture
+def council_url(council_db_on_each_engine: str) -> str:
+    return council_db_on_each_engine
 
 
 def proxy_to(council: CouncilServer, seed: int) -> FaultProxy:
@@ -567,12 +534,6 @@ def test_exactly_once_when_the_hub_is_killed_during_uploads(tmp_path: Path) -> N
 # -- a reset mid-body is the client's fault, not the council's ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync/council/app.py _Envelope.__call__ treats starlette's ClientDisconnect (raised"
-    " by hub_routes._read_body when the hub's connection drops mid-body) as an unexpected"
-    " error: traceback logged, app.state.unexpected_errors += 1, a 500 attempted",
-)
 def test_an_upload_cut_off_mid_body_is_not_a_council_error(tmp_path: Path) -> None:
     """A hub on a flaky link often drops mid-upload; the council must shrug, not count it
     with its own failures (the counter tests and operators use to find council bugs)."""

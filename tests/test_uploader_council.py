@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import secrets
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from hub import __version__
 from hub.config import starter_config, with_council_config
@@ -49,23 +46,10 @@ class InstantClock:
         await asyncio.sleep(min(max(seconds, 0.0), 0.01))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.ci_required)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def db_url(council_db_on_each_engine: str) -> str:
     """A fresh council database per test: a SQLite file, or a new database on the server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'council.db'}"
-        return
-    base = sa.make_url(request.getfixturevalue("postgres_url"))
-    name = f"t_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
+    return council_db_on_each_engine
 
 
 def held_by_council(store: CouncilStore, hub_id: str) -> dict[int, dict[str, Any]]:

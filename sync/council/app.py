@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
@@ -148,6 +149,10 @@ class _Envelope:
 
         try:
             await self.app(scope, counted_receive, stamped_send)
+        except ClientDisconnect:
+            # A hub on a flaky link that drops mid-upload: nothing was stored (the batch is
+            # read whole before anything is verified), it will send again; not our failure.
+            log.info("client went away mid-request [request %s]", request_id)
         except Exception:
             self.state.unexpected_errors += 1
             log.exception(
