@@ -122,6 +122,9 @@ def serve(
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="TCP port (0: any free port, logged).")
     ] = 8080,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes serving one socket (one per core).")
+    ] = 1,
 ) -> None:
     """Run the council service (migrates the database first)."""
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -129,7 +132,7 @@ def serve(
     from sync.council.server import serve as run_server
 
     try:
-        run_server(db, host=host, port=port)
+        run_server(db, host=host, port=port, workers=workers)
     except (ValueError, ArgumentError) as exc:
         _fail(f"--db {db!r}: {exc}")
     except SQLAlchemyError as exc:

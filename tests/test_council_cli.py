@@ -213,9 +213,12 @@ def test_export_needs_a_known_format(db: str) -> None:
     assert cli("export", "--db", db).exit_code == 2
 
 
-def test_serve_runs_the_service_until_interrupted(db: str, store: CouncilStore) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_the_service_until_interrupted(
+    db: str, store: CouncilStore, workers: int
+) -> None:
     """The real command in its own process: it migrates, listens on loopback, answers, and
-    stops cleanly on SIGINT (Ctrl-C)."""
+    stops cleanly on SIGINT (Ctrl-C); with --workers, several processes share the socket."""
     token = store.create_token("reader", "r").token
     command = [
         sys.executable,
@@ -226,6 +229,8 @@ def test_serve_runs_the_service_until_interrupted(db: str, store: CouncilStore) 
         db,
         "--port",
         "0",
+        "--workers",
+        str(workers),
     ]
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
         lines: queue.Queue[str] = queue.Queue()
@@ -238,12 +243,17 @@ def test_serve_runs_the_service_until_interrupted(db: str, store: CouncilStore) 
 
         threading.Thread(target=pump, daemon=True).start()
         try:
-            url = ""
-            while not url:
-                match = re.search(r"running on (http://127\.0\.0\.1:\d+)", lines.get(timeout=30))
-                url = match.group(1) if match else ""
-            answer = httpx.get(url + FLEET_PATH, headers={"Authorization": f"Bearer {token}"})
-            assert answer.status_code == 200, answer.text
+            # Single process: uvicorn starts the app, then says where it listens. Workers:
+            # the parent binds and says so first, and the socket listens once a worker is up.
+            url, started = "", False
+            while not (url and started):
+                line = lines.get(timeout=30)
+                match = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
+                url = match.group(1) if match else url
+                started = started or "Application startup complete" in line
+            for _ in range(4):  # on new connections: with workers, more than one answers
+                answer = httpx.get(url + FLEET_PATH, headers={"Authorization": f"Bearer {token}"})
+                assert answer.status_code == 200, answer.text
         finally:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=30) == 0
