@@ -252,6 +252,9 @@ def status(
         else f"#{oldest['seq']} {oldest['kind']}, {_ago(oldest['wall_time'])}",
     )
     table.add_row("Last sync", _ago(st.last_sync_at))
+    if st.sync_problem is not None:
+        problem = st.sync_problem
+        table.add_row("Sync failing", f"{problem['message']} ({_ago(problem['at'])})")
     alerts = [
         f"{a['severity']} {a['check']} in {a['room']} since {_ago(a['since'])}"
         for a in st.open_alerts

@@ -41,6 +41,7 @@ from pydantic import ValidationError
 
 from hub.events import StoredEvent
 from hub.store import Store, StoreWriteError
+from hub.store.buffer import META_LAST_SYNC_ERROR, META_LAST_SYNC_ERROR_AT
 from sync.backoff import Backoff, TokenBucket, honoured_delay, retry_after_s
 from sync.client import CouncilClient, CouncilError, UploadClock, response_detail
 from sync.codec import CONTENT_TYPE, encode_batch
@@ -62,11 +63,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Meta keys the uploader keeps in the store, for `hearth status` in another process.
-META_LAST_ERROR = "last_sync_error"
+META_LAST_ERROR = META_LAST_SYNC_ERROR
+META_LAST_ERROR_AT = META_LAST_SYNC_ERROR_AT
 # After a failure, an alert committed during the backoff is tried again within this many
 # seconds (jittered) instead of waiting out up to retry_max_s.
 ALERT_RETRY_S = 10.0
-META_LAST_ERROR_AT = "last_sync_error_at"
 
 
 @dataclass(frozen=True)

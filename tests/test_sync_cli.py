@@ -106,6 +106,14 @@ def test_enroll_then_sync_now_against_the_real_council(
     assert code == 1
     assert "stopped: no connection to the council" in out and "1 event still waiting" in out
     assert url  # (the address the hub still has)
+    # ... and `hearth status` shows the failure until a sync succeeds again.
+    from provisioning.cli import app as hearth_app
+
+    status = runner.invoke(hearth_app, ["status", "-c", str(config_path), "--json"])
+    assert status.exit_code == 0, status.stderr
+    out = status.stdout
+    problem = json.loads(out)["sync_problem"]
+    assert problem is not None and "no connection to the council" in problem["message"]
 
 
 def test_council_settings_the_hub_refuses_leave_it_enrolled_with_its_own(

@@ -68,6 +68,15 @@ class StoreStatus:
     total_events: int
     last_seq: int
     open_alerts: list[dict[str, Any]] = field(default_factory=list)
+    # The uploader's last failure, when it is newer than the last successful sync:
+    # {"message": ..., "at": unix seconds}. None while syncing works (or never tried).
+    sync_problem: dict[str, Any] | None = None
+
+
+# Meta keys the uploader keeps in the buffer, so `hearth status` can show them beside a
+# running hub (and they survive a restart).
+META_LAST_SYNC_ERROR = "last_sync_error"
+META_LAST_SYNC_ERROR_AT = "last_sync_error_at"
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -513,7 +522,19 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
         "SELECT seq, kind, wall_time, clock_synced FROM events WHERE synced = 0"
         " ORDER BY seq LIMIT 1"
     ).fetchone()
-    last_sync = conn.execute("SELECT value FROM meta WHERE key = 'last_sync_at'").fetchone()
+    meta = dict(
+        conn.execute(
+            "SELECT key, value FROM meta WHERE key IN (?, ?, ?)",
+            ("last_sync_at", META_LAST_SYNC_ERROR, META_LAST_SYNC_ERROR_AT),
+        ).fetchall()
+    )
+    last_sync_at = float(meta["last_sync_at"]) if "last_sync_at" in meta else None
+    error_at = float(meta.get(META_LAST_SYNC_ERROR_AT, "nan"))
+    sync_problem = (
+        {"message": meta.get(META_LAST_SYNC_ERROR, ""), "at": error_at}
+        if error_at == error_at and (last_sync_at is None or error_at > last_sync_at)
+        else None
+    )
     total, last_seq = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
     open_alerts = read_open_alerts(conn)
     files = [path, path.with_name(path.name + "-wal")]
@@ -530,13 +551,14 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
             if oldest
             else None
         ),
-        last_sync_at=float(last_sync[0]) if last_sync else None,
+        last_sync_at=last_sync_at,
         file_bytes=sum(f.stat().st_size for f in files if f.exists()),
         used_bytes=quota.used_bytes(conn),
         quota_bytes=quota_bytes,
         total_events=total,
         last_seq=last_seq,
         open_alerts=open_alerts,
+        sync_problem=sync_problem,
     )
 
 
