@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -200,6 +201,26 @@ def test_malformed_payload_is_422(council: CouncilServer, hub_a: SignedHub) -> N
 def test_wrongly_typed_health_report_is_422(council: CouncilServer, hub_a: SignedHub) -> None:
     body = hub_a.batch([(900, reading())], health={"queue_depth": "lots"})
     refused(council, 422, lambda: hub_a.post(body), "queue_depth")
+
+
+def test_a_health_report_nested_too_deeply_is_422(council: CouncilServer, hub_a: SignedHub) -> None:
+    deep: dict[str, object] = {}
+    for _ in range(40):
+        deep = {"x": deep}
+    body = hub_a.batch([(901, reading())], health={"extra": deep})
+    refused(council, 422, lambda: hub_a.post(body), "nested deeper")
+
+
+def test_unstorable_text_in_a_health_report_is_stored_replaced(
+    council: CouncilServer, hub_a: SignedHub
+) -> None:
+    """Like records: a refusal would block the hub's outbox for ever."""
+    sensors = {"door": {"room": "hall\x00way", "kind": "contact", "battery": 9.0}}
+    answer = hub_a.post(hub_a.batch([(902, reading())], health={"sensors": sensors}))
+    assert answer.status_code == 200, answer.text
+    entry = council.store.fleet_entry(hub_a.hub_id)
+    assert entry is not None
+    assert [b.room for b in entry.low_batteries] == ["hall\ufffdway"]
 
 
 @pytest.mark.parametrize(
@@ -526,26 +547,39 @@ def test_hub_ids_outside_visible_ascii_are_422(council: CouncilServer, hub_id: s
 
 
 @pytest.mark.parametrize(
-    "event",
+    ("seq", "event"),
     [
-        reading(sensor="lounge\x00climate"),
-        Alert(
-            "x",
-            Severity.URGENT,
-            AlertState.RAISED,
-            "hall",
-            None,
-            0.0,
-            None,
-            {"note": "\ud800"},
-            reading().stamp,
+        (10_001, reading(sensor="lounge\x00climate")),
+        (
+            10_002,
+            Alert(
+                "x",
+                Severity.URGENT,
+                AlertState.RAISED,
+                "hall",
+                None,
+                0.0,
+                None,
+                {"note": "\ud800"},
+                reading().stamp,
+            ),
         ),
-        SystemEvent(SystemKind.HUB_STARTED, {"k\x00": 1}, reading().stamp),
+        (10_003, SystemEvent(SystemKind.HUB_STARTED, {"k\x00": 1}, reading().stamp)),
     ],
     ids=["nul-in-sensor-id", "surrogate-in-evidence", "nul-in-details-key"],
 )
-def test_unstorable_text_in_a_batch_is_422(
-    council: CouncilServer, hub_a: SignedHub, event: Event
+def test_unstorable_text_in_a_batch_is_stored_replaced(
+    council: CouncilServer, hub_a: SignedHub, seq: int, event: Event
 ) -> None:
-    body = hub_a.batch([(10_000, event)])
-    refused(council, 422, lambda: hub_a.post(body))
+    """A refusal would block the hub's outbox for ever (it retries a refused batch, alerts
+    first): the council stores NUL and lone surrogates as U+FFFD, and a re-send is a
+    duplicate, not a conflict."""
+    body = hub_a.batch([(seq, event)])
+    for new in (1, 0):
+        answer = hub_a.post(body)
+        assert answer.status_code == 200, answer.text
+        ack = answer.json()
+        assert (ack["new"], ack["held"], ack["conflicts"]) == (new, [[seq, seq]], [])
+    (stored,) = [e for e in council.store.iter_events(hub_id=hub_a.hub_id) if e.seq == seq]
+    text = json.dumps(stored.body)
+    assert "\\ufffd" in text and "\\u0000" not in text and "\\ud800" not in text

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hub.events import Stamp, StoredEvent, SystemEvent, SystemKind
+from hub.events import (
+    Alert,
+    AlertState,
+    Severity,
+    Stamp,
+    StoredEvent,
+    SystemEvent,
+    SystemKind,
+)
 from sync.council.records import MAX_JSON_DEPTH
 from sync.council.store import CouncilStore, LowBattery, SilentSensor, StoreError
 from sync.council.tables import hubs
@@ -113,6 +121,73 @@ def test_a_record_or_config_nested_too_deeply_is_refused(store: CouncilStore) ->
     with pytest.raises(StoreError, match="nested deeper"):
         store.set_hub_config("hub-a", {"s": {"x": very_deep}})
     assert store.get_hub("hub-a").config_version == 1  # type: ignore[union-attr]
+
+
+def alert(seq: int, evidence: dict[str, Any]) -> dict[str, Any]:
+    stamp = Stamp(wall_time=T0, clock_synced=True, monotonic=float(seq))
+    event = Alert("no_motion", Severity.URGENT, AlertState.RAISED, "hall", "pir\x001", T0,
+                  None, evidence, stamp)  # fmt: skip
+    return StoredEvent(seq, event).to_record()
+
+
+def test_unstorable_text_in_a_record_is_stored_replaced_and_a_resend_is_a_duplicate(
+    store: CouncilStore,
+) -> None:
+    """A refused batch would block the hub's outbox for good (alerts go first and a refusal
+    is retried for ever): NUL and lone surrogates become U+FFFD instead, before storing and
+    before the same-content comparison."""
+    sent = [
+        alert(1, {"note": "door\x00open", "k\x00": ["\ud800", {"deep": "\udfff!"}]}),
+        system(2, {"error": "read failed: \x00\x00", "ok": "caf\u00e9 \U0001f600"}),
+        reading(3),
+    ]
+    first = store.ingest("hub-a", sent)
+    assert (first.new, first.held, first.conflicts) == (3, (1, 2, 3), ())
+    bodies = {e.seq: e for e in store.iter_events()}
+    assert bodies[1].sensor_id == "pir\ufffd1" and bodies[1].body["sensor_id"] == "pir\ufffd1"
+    assert bodies[1].body["evidence"] == {
+        "note": "door\ufffdopen",
+        "k\ufffd": ["\ufffd", {"deep": "\ufffd!"}],
+    }
+    # Valid non-ASCII text (an astral character too) is kept as it was.
+    assert bodies[2].body["details"] == {"error": "read failed: \ufffd\ufffd",
+                                         "ok": "caf\u00e9 \U0001f600"}  # fmt: skip
+    assert bodies[3].body == reading(3)
+    again = store.ingest("hub-a", sent)
+    assert (again.new, again.held, again.conflicts, again.duplicates) == (0, (1, 2, 3), (), 3)
+    # Different text that only looks the same once replaced is still different content.
+    other = store.ingest("hub-a", [alert(1, {"note": "door?open"})])
+    assert other.conflicts == (1,)
+    assert store.count_events() == 3
+
+
+def test_a_held_row_the_fast_path_missed_falls_back_to_the_careful_path(
+    store: CouncilStore,
+) -> None:
+    """Fresh rows go in without a conflict clause (PostgreSQL: COPY), trusting the ingest
+    lock and the hub's high water. If that trust is ever wrong (here: high water reset by
+    hand), the unique constraint refuses the insert, the transaction rolls back whole and
+    the batch is redone with ON CONFLICT DO NOTHING: the hub still gets the right answer."""
+    store.ingest("hub-a", batch(range(1, 6)))
+    with store.engine.begin() as conn:
+        conn.execute(hubs.update().where(hubs.c.hub_id == "hub-a").values(high_water=0))
+    rollbacks: list[object] = []
+    sa.event.listen(store.engine, "rollback", rollbacks.append)
+    result = store.ingest("hub-a", [reading(4, value=99.0), reading(5), reading(6)])
+    assert rollbacks, "the fast path did not fail: the fallback was not exercised"
+    assert (result.new, result.held, result.conflicts, result.high_water) == (1, (5, 6), (4,), 6)
+    assert [(e.seq, e.value) for e in store.iter_events()][-3:] == [(4, 20.0), (5, 20.0), (6, 20.0)]
+    entry = store.fleet_entry("hub-a")
+    assert entry is not None and entry.events_held == store.count_events("hub-a") == 6
+
+
+def test_a_lookup_is_skipped_only_above_high_water(store: CouncilStore) -> None:
+    """A late batch below the high water (a catch-up after the alerts went first) is looked
+    up like any other: its re-send is a duplicate, its changed content a conflict."""
+    store.ingest("hub-a", [alert(100, {"n": 1})])
+    assert store.ingest("hub-a", batch([1, 2])).new == 2
+    again = store.ingest("hub-a", [reading(1), reading(2, value=5.0), reading(3)])
+    assert (again.new, again.held, again.conflicts, again.high_water) == (1, (1, 3), (2,), 100)
 
 
 # -- health reports --------------------------------------------------------------------------

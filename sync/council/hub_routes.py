@@ -18,9 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from sync.codec import CONTENT_TYPE, BatchError, decode_batch
 from sync.council.auth import hub_signature_scheme, raw_target, store_of, verify_hub
+from sync.council.records import cleaned
 from sync.council.responses import errors
 from sync.council.store import CouncilStore
-from sync.council.strict_json import StrictJSONRoute, unstorable_text
+from sync.council.strict_json import StrictJSONRoute
 from sync.protocol import (
     CONFIG_PATH,
     ENROLL_PATH,
@@ -164,11 +165,10 @@ def _accept_upload(
             "hubs write only their own data",
         )
     records = [event.to_record() for event in batch.events]
-    # Records are checked by the store (text it cannot hold, nesting depth: StoreError ->
-    # 422), once; the health report's unknown keys never reach it, so they are checked here.
-    problem = unstorable_text(batch.health)
-    if problem is not None:
-        raise HTTPException(422, f"batch: health: {problem}")
+    # Text the database cannot hold (NUL, lone surrogates) is replaced, never refused, in
+    # records (by the store) and in the health report (here): a refused batch would block
+    # the hub's outbox for ever. Too deep a nesting is refused (StoreError -> 422).
+    health = cleaned(batch.health)
     signed_at = int(request.headers[HEADER_TIMESTAMP])  # verified above
     # The store checks the health report (StoreError -> 422 naming the field) and merges its
     # known keys into the fleet view, in the same transaction as the events, unless a newer
@@ -177,7 +177,7 @@ def _accept_upload(
         hub.hub_id,
         records,
         received_at=received_at,
-        health=batch.health,
+        health=health,
         clock_offset_s=received_at - signed_at,
         signed_at=signed_at,
     )

@@ -2,14 +2,24 @@
 
 A refused record refuses its whole batch with a StoreError naming what was wrong, so a bad
 upload is a clear 4xx and changes nothing, never a database error halfway through.
+
+Text the database cannot hold inside an uploaded record (a NUL character, which PostgreSQL
+refuses in text and JSONB; a lone surrogate, which is not Unicode and cannot be encoded as
+UTF-8) is NOT a refusal: it is replaced by U+FFFD before the record is stored or compared.
+A hub retries a refused batch for ever and sends alerts first, so one alert whose evidence
+held a NUL would otherwise block that home's outbox for good. Because the same replacement
+runs before the same-content comparison, a re-send of such a batch is a duplicate, not a
+conflict. JSON request bodies (configs, notes) are still refused (`json_problem`): a person
+sent those and can fix them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from sync.council.errors import StoreError
 
@@ -19,35 +29,80 @@ KINDS = ("reading", "alert", "system")
 # (pydantic refuses to serialise past ~255 levels, json.dumps recurses): refused up front.
 MAX_JSON_DEPTH = 32
 
+# The events table's columns in the order of the rows `row_for` makes (bulk inserts use
+# plain tuples: building a dict per row, and SQLAlchemy's per-row parameter processing,
+# cost more than the insert itself at 500 rows a batch).
+COLUMNS = (
+    "hub_id",
+    "seq",
+    "kind",
+    "wall_time",
+    "clock_synced",
+    "monotonic",
+    "sensor_id",
+    "quantity",
+    "value",
+    "received_at",
+    "body",  # the record as JSON text, exactly as stored
+)
+SEQ: Final = 1  # positions in a Row (literals, so the type checker knows each type)
+BODY: Final = 10
+assert COLUMNS[SEQ] == "seq" and COLUMNS[BODY] == "body"
+Row = tuple[str, int, str, float, bool, float, str | None, str | None, float | None, float, str]
 
-def row_for(hub_id: str, record: Mapping[str, Any], received_at: float) -> dict[str, Any]:
-    """The events-table row for one wire record (its flat dict, kept whole as `body`)."""
-    problem = json_problem(record)
-    if problem is not None:
-        raise StoreError(f"malformed record (seq {record.get('seq')!r:.24}): {problem}")
+REPLACEMENT = "\ufffd"
+# NUL, and any surrogate code point: in a Python str every one is lone (a valid pair is one
+# code point), so none can be encoded as UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# One encoder for every record (json.dumps with options builds one per call). NaN and
+# infinity are refused: PostgreSQL's JSONB refuses them and no JSON reader accepts them.
+# No circularity check: a cycle ends in RecursionError, and then in the depth check.
+_encode = json.JSONEncoder(allow_nan=False, check_circular=False).encode
+
+
+def row_for(hub_id: str, record: Mapping[str, Any], received_at: float) -> Row:
+    """The events-table row for one wire record (its flat dict, kept whole as `body`), with
+    unstorable text replaced (module doc)."""
+    body = record if type(record) is dict else dict(record)
     try:
-        seq = record["seq"]
-        kind = record["kind"]
+        text = _encode(body)
+    except RecursionError:  # nested past the stack: the depth check below says so
+        text = None
+    except (TypeError, ValueError) as exc:  # NaN, infinity, something not JSON
+        raise StoreError(f"malformed record: {exc!r}") from exc
+    if text is None or _maybe_unstorable(text):
+        try:
+            dirty = _needs_cleaning(body, 1)
+        except StoreError as exc:
+            raise StoreError(f"malformed record (seq {body.get('seq')!r:.24}): {exc}") from None
+        if dirty:
+            body = storable(body)
+        if dirty or text is None:
+            text = _encode(body)
+    try:
+        seq = body["seq"]
+        kind = body["kind"]
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
             raise StoreError(f"seq must be a non-negative integer, got {seq!r}")
         if kind not in KINDS:
             raise StoreError(f"unknown kind {kind!r}")
         if seq >= 2**63:
             raise StoreError(f"seq out of range: {seq}")
-        value = record.get("value") if kind == "reading" else None
-        return {
-            "hub_id": hub_id,
-            "seq": seq,
-            "kind": kind,
-            "wall_time": finite(record["wall_time"]),
-            "clock_synced": bool(record["clock_synced"]),
-            "monotonic": finite(record["monotonic"]),
-            "sensor_id": short_text(record.get("sensor_id"), 128),
-            "quantity": short_text(record.get("quantity"), 32) if kind == "reading" else None,
-            "value": None if value is None else finite(value),
-            "received_at": received_at,
-            "body": dict(record),
-        }
+        reading = kind == "reading"
+        value = body.get("value") if reading else None
+        return (
+            hub_id,
+            seq,
+            kind,
+            finite(body["wall_time"]),
+            bool(body["clock_synced"]),
+            finite(body["monotonic"]),
+            short_text(body.get("sensor_id"), 128),
+            short_text(body.get("quantity"), 32) if reading else None,
+            None if value is None else finite(value),
+            received_at,
+            text,
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"malformed record: {exc!r}") from exc
 
@@ -66,6 +121,61 @@ def short_text(value: Any, limit: int) -> str | None:
     return value
 
 
+def _maybe_unstorable(text: str) -> bool:
+    """A cheap test on a record's JSON text (ASCII only: NUL is written \\u0000, every
+    surrogate \\udXXX) that is True for every record needing the exact check: one holding
+    NUL or a lone surrogate, or with any nested object or array (its depth must be checked).
+    Flat ASCII records, i.e. nearly every reading, pass with a few C scans; the rest (a
+    bracket or a backslash sequence inside a string, an astral character) only cost the
+    exact check for nothing."""
+    return text.count("{") != 1 or "[" in text or "\\u0000" in text or "\\ud" in text
+
+
+def _needs_cleaning(value: Any, depth: int) -> bool:
+    """Whether some string or key in `value` (a container at nesting `depth`) holds
+    unstorable text. StoreError when containers nest deeper than MAX_JSON_DEPTH, checked on
+    the way down, so the recursion is bounded whatever the input (a cycle too).
+
+    Runs only for records `_maybe_unstorable` flags (alerts, system events, rare readings);
+    `in` and isascii() are C scans without allocation, the regex runs only on non-ASCII."""
+    if depth > MAX_JSON_DEPTH:
+        raise StoreError(f"nested deeper than {MAX_JSON_DEPTH} levels of objects and arrays")
+    items: Any = value.items() if isinstance(value, dict) else enumerate(value)
+    dirty = False
+    for key, item in items:
+        if isinstance(item, str):
+            if "\x00" in item or (not item.isascii() and _UNSTORABLE.search(item)):
+                dirty = True
+        elif isinstance(item, dict | list | tuple) and _needs_cleaning(item, depth + 1):
+            dirty = True
+        if isinstance(key, str) and (
+            "\x00" in key or (not key.isascii() and _UNSTORABLE.search(key))
+        ):
+            dirty = True
+    return dirty
+
+
+def storable(value: Any) -> Any:
+    """`value` with NUL and lone surrogates in its strings and keys replaced by U+FFFD
+    (a copy; containers only, after `_needs_cleaning` has bounded the depth)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(REPLACEMENT, value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def cleaned(document: dict[str, Any]) -> dict[str, Any]:
+    """A hub's JSON document (a health report) with unstorable text replaced, as records
+    are; StoreError when it nests too deeply. Unchanged (not copied) when already clean."""
+    if not _needs_cleaning(document, 1):
+        return document
+    result: dict[str, Any] = storable(document)
+    return result
+
+
 def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     """Why `value` (parsed JSON) cannot be stored and read back, or None.
 
@@ -73,7 +183,8 @@ def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     - A lone surrogate ("\\ud800"): valid JSON, but not encodable as UTF-8 by the driver or
       by the JSON response.
     - Nesting deeper than `max_depth` objects/arrays (see MAX_JSON_DEPTH).
-    Iterative, so a deep document costs no stack here.
+    Iterative, so a deep document costs no stack here. For API bodies and health reports;
+    uploaded records are cleaned instead (module doc).
     """
     pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
