@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,17 +22,24 @@ from hub.clock import Clock
 from hub.config import HubConfig, PinFactoryChoice, SensorSource
 from hub.events import Alert, Reading, SystemEvent, SystemKind
 from hub.sensor_health import SensorHealth
+from hub.service import Beat, Heartbeats, Notifier, Watchdog
 from hub.store import GroupCommitter, Store, StoreLimits
 
 if TYPE_CHECKING:
     import httpx
 
+    from sync.protocol import HubConfig as CouncilConfig
     from sync.uploader import Uploader
 
 log = logging.getLogger(__name__)
 
 DRIVER_RETRY_FIRST_S = 1.0
 DRIVER_RETRY_MAX_S = 300.0
+# How long each watched part may go without a beat before the service watchdog stops
+# pinging systemd (which then restarts the hub); see hub.service.
+STORE_MAX_SILENCE_S = 300.0  # a commit plus pruning on a slow SD card
+STORE_BEAT_EVERY_S = 15.0  # an idle flusher still beats this often
+CHECKS_MAX_SILENCE_S = 180.0  # three 60 s ticks
 
 
 @dataclass
@@ -84,6 +92,7 @@ class Hub:
         on_alert: Callable[[Alert], None] | None = None,
         config_path: Path | None = None,
         upload: bool = True,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -95,8 +104,12 @@ class Hub:
         self.upload = upload  # False: never contact the council (replays, tests)
         self.uploader: Uploader | None = None
         self.sensor_health = SensorHealth(config.sensors)
+        # systemd's notify socket: only `hearth run` under the service has one.
+        self.notifier = notifier if notifier is not None else Notifier(None)
+        self.heartbeats = Heartbeats()
         self.readings = 0
         self.alerts = 0
+        self.non_finite = 0  # readings dropped as NaN or infinite
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -105,6 +118,16 @@ class Hub:
     def _emit_to(self, committer: GroupCommitter, engine: CheckEngine) -> Emit:
         def emit(reading: Reading) -> None:
             self.readings += 1
+            if not math.isfinite(reading.value):
+                # A driver's bug, not a measurement: it would be refused upstream for ever.
+                self.non_finite += 1
+                if self.non_finite in (1, 10, 100, 1000):
+                    log.warning(
+                        "dropped %d non-finite readings (latest from %s)",
+                        self.non_finite,
+                        reading.sensor_id,
+                    )
+                return
             committer.add(reading)
             self.sensor_health.on_reading(reading)
             engine.on_reading(reading)  # pull cord and leak alerts are raised in this call
@@ -127,7 +150,12 @@ class Hub:
         store = Store.open(
             self.config.store_path, limits=store_limits(self.config), clock=self.clock
         )
-        committer = GroupCommitter(store, max_latency_s=self.config.store.commit_interval_s)
+        committer = GroupCommitter(
+            store,
+            max_latency_s=self.config.store.commit_interval_s,
+            beat=self.heartbeats.register("store", STORE_MAX_SILENCE_S),
+            beat_every_s=STORE_BEAT_EVERY_S,
+        )
         committer.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -144,13 +172,24 @@ class Hub:
             tasks = [
                 *sources,
                 asyncio.create_task(self._watch_sources(sources), name="watch"),
-                asyncio.create_task(engine.run_ticks(), name="checks"),
+                asyncio.create_task(
+                    engine.run_ticks(self.heartbeats.register("checks", CHECKS_MAX_SILENCE_S)),
+                    name="checks",
+                ),
             ]
             if duration_s is not None:
                 tasks.append(asyncio.create_task(self._stop_after(duration_s), name="timer"))
             http = self._start_uploader(store, tasks)
+            watchdog = Watchdog(self.notifier, self.heartbeats)
+            if not self.stop_when_sources_end:  # a replay is not a service
+                tasks.append(asyncio.create_task(watchdog.run(), name="watchdog"))
+            watchdog.healthy_status = f"running: {len(self.sources)} sources" + (
+                "" if self.uploader is not None else ", not uploading"
+            )
+            self.notifier.ready(watchdog.healthy_status)
             log.info("hub running: %d sources, buffer %s", len(self.sources), store.path)
             await self._stop.wait()
+            self.notifier.stopping("stopping: committing what is queued")
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -203,7 +242,9 @@ class Hub:
             health=HealthReporter(self.config.hub.data_dir, sensors=sensors),
             config_version=self.config.council.config_version,
             on_config_version=config_changed,
+            beat=Beat(self.heartbeats, "uploader"),  # a no-op until registered below
         )
+        self.heartbeats.register("uploader", self.uploader.round_allowance_s)
         tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
         return http
 
@@ -211,28 +252,38 @@ class Hub:
         """Fetch the council's newer config, validate it against this hub's own rules and
         save it atomically; it takes effect at the next start. A config the hub refuses is
         logged and left: a bad push must never stop a hub."""
-        from hub.config import ConfigError, with_council_config, write_config
+        from hub.config import ConfigError
 
         uploader = self.uploader
         if uploader is None:
             return
         try:
             pushed = await uploader.fetch_config()
-            updated = with_council_config(self.config, pushed.config, pushed.config_version)
             if self.config_path is not None:
-                await asyncio.to_thread(write_config, self.config_path, updated)
+                await asyncio.to_thread(self._save_council_config, pushed)
         except ConfigError as exc:
             log.error("council config refused: %s", "; ".join(exc.problems))
         except Exception as exc:  # the council or the network: tried again at the next start
             log.warning("could not fetch the council's config: %s", exc)
             return
         else:
-            log.info(
-                "council config version %d saved to %s; it applies from the next start",
-                pushed.config_version,
-                self.config_path,
-            )
+            if self.config_path is not None:
+                log.info(
+                    "council config version %d saved to %s; it applies from the next start",
+                    pushed.config_version,
+                    self.config_path,
+                )
         uploader.applied_config_version = pushed.config_version  # refused ones too: no loop
+
+    def _save_council_config(self, pushed: CouncilConfig) -> None:
+        """Merge the council's sections into the file as it is now, not as it was at start:
+        an installer's edit (or a re-enrollment) since then must not be undone."""
+        from hub.config import load_config, with_council_config, write_config
+
+        assert self.config_path is not None
+        current = load_config(self.config_path)
+        updated = with_council_config(current, pushed.config, pushed.config_version)
+        write_config(self.config_path, updated)
 
     async def _supervise(self, src: ReadingSource, emit: Emit, committer: GroupCommitter) -> None:
         """Run a driver; if it fails (or, in a live hub, ends) record it and restart it with

@@ -21,7 +21,9 @@ import typer
 from hub import __version__
 from provisioning.config_cmd import config_app
 from provisioning.council_cmd import council_app
+from provisioning.doctor_cmd import doctor
 from provisioning.sensors_cmd import sensors_app
+from provisioning.service_cmd import service_app
 from provisioning.sync_cmd import enroll, sync_app
 
 if TYPE_CHECKING:
@@ -40,7 +42,9 @@ app.add_typer(config_app, name="config")
 app.add_typer(sensors_app, name="sensors")
 app.add_typer(sync_app, name="sync")
 app.add_typer(council_app, name="council")
+app.add_typer(service_app, name="service")
 app.command()(enroll)
+app.command()(doctor)
 
 ConfigOption = Annotated[
     Path,
@@ -105,6 +109,7 @@ def run(
     from hub.clock import Clock, SimulatedClock, SystemClock
     from hub.durations import parse_duration
     from hub.runtime import Hub
+    from hub.service import Notifier
     from hub.store import StoreOpenError
 
     cfg = _load(config)
@@ -117,7 +122,8 @@ def run(
         raise fail("--start needs --speed (a simulated clock)")
     clock: Clock = SimulatedClock(start_ts, speed) if speed else SystemClock()
     try:
-        summary = asyncio.run(Hub(cfg, clock, config_path=config).run(duration))
+        hub = Hub(cfg, clock, config_path=config, notifier=Notifier.from_environ())
+        summary = asyncio.run(hub.run(duration))
     except StoreOpenError as exc:
         raise fail(f"{exc}; the buffer was left untouched") from None
     typer.echo(

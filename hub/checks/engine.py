@@ -226,12 +226,15 @@ class CheckEngine:
                 self.stats.check_errors += 1
                 log.exception("check %s failed on a tick", check.name)
 
-    async def run_ticks(self) -> None:
+    async def run_ticks(self, beat: Callable[[], object] | None = None) -> None:
         """Tick every `tick_s` of the hub's clock until cancelled; save the checks' state when
-        an alert went out and every `save_every_s`, and once more when cancelled."""
+        an alert went out and every `save_every_s`, and once more when cancelled. `beat`, the
+        service watchdog's heartbeat, is called after every tick."""
         try:
             while True:
                 await self.clock.sleep(self.tick_s)
+                if beat is not None:
+                    beat()
                 try:
                     self.tick(self.clock.stamp())
                     if self.sink.dirty or self._save_due():

@@ -42,12 +42,18 @@ class GroupCommitter:
         max_batch: int = 5000,
         max_pending: int = 100_000,
         on_commit: CommitListener | None = None,
+        beat: Callable[[], object] | None = None,
+        beat_every_s: float = 15.0,
     ) -> None:
         self.store = store
         self.max_latency_s = max_latency_s
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.on_commit = on_commit
+        # The service watchdog's heartbeat: called from the flusher thread on every turn of
+        # its loop, idle or not, so a flush hung on the disk stops the beats (hub.service).
+        self.beat = beat
+        self.beat_every_s = beat_every_s
         self.stats = CommitStats()
         self._pending: list[Event] = []
         self._first_pending_at: float | None = None
@@ -173,11 +179,13 @@ class GroupCommitter:
 
     def _run(self) -> None:
         while True:
+            if self.beat is not None:
+                self.beat()
             with self._cond:
                 if self._closing:
                     return
                 if self._first_pending_at is None:
-                    self._cond.wait()
+                    self._cond.wait(self.beat_every_s if self.beat is not None else None)
                     continue
                 delay = self._first_pending_at + self.max_latency_s - time.monotonic()
                 if delay > 0 and not self._flush_requested:
