@@ -156,6 +156,10 @@ def _check_timezone(value: str) -> str:
 
 
 def _check_url(value: str) -> str:
+    """The council's address. Plain http only on loopback (a council on this very machine, or
+    a test): anywhere else an on-path attacker could forge acknowledgements (events marked
+    synced that never arrived) or push configs. No query or fragment: the uploader appends
+    API paths, and what it signs must be exactly the path it sends."""
     try:
         parts = urlsplit(value)
         host = parts.hostname
@@ -165,6 +169,13 @@ def _check_url(value: str) -> str:
         raise _invalid(f"{value!r} is not a web address: it must start with https:// or http://")
     if not host:
         raise _invalid(f"{value!r} has no host name after {parts.scheme}://")
+    if parts.scheme == "http" and host.lower() not in ("127.0.0.1", "::1", "localhost"):
+        raise _invalid(
+            f"{value!r} is not encrypted: use https://; plain http:// is allowed only for a"
+            " council on this machine (127.0.0.1, ::1 or localhost)"
+        )
+    if parts.query or parts.fragment or value.rstrip().endswith(("?", "#")):
+        raise _invalid(f"{value!r} has a query or fragment ('?' or '#'): give the address only")
     return value
 
 

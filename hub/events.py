@@ -114,6 +114,9 @@ class SystemKind(StrEnum):
     STORE_RECOVERED = "store_recovered"  # a damaged buffer was moved aside and a new one begun
     HUB_STARTED = "hub_started"
     DRIVER_FAILED = "driver_failed"  # a driver stopped; its sensors are unread until restarted
+    # Events the council refused for their content (or the hub could not encode): moved out
+    # of the outbox so they stop blocking everything behind them; details {seqs, reason}.
+    UPLOAD_REJECTED = "upload_rejected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,12 +119,6 @@ def enroll(
     bundle = ca_bundle.absolute() if ca_bundle is not None else cfg.council.ca_bundle
     if bundle is not None and not bundle.is_file():
         _fail(f"--ca-bundle: no file at {bundle}")
-    if url.startswith("http://"):
-        typer.echo(
-            "hearth: warning: the council address is not https: uploads are signed but not"
-            " encrypted",
-            err=True,
-        )
     try:
         answer = run_enroll(
             url,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import re
 from dataclasses import dataclass, field
 
 
@@ -58,7 +59,8 @@ def retry_after_s(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" or "٣", which float() then refuses.
+    if re.fullmatch(r"[0-9]+", text):
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)

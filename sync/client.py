@@ -11,7 +11,6 @@ import math
 import ssl
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -68,6 +67,27 @@ def make_http_client(
     )
 
 
+def untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind a connection error, if that is what it was: httpx
+    wraps the ssl error, sometimes twice. One walk for the uploader, enroll and doctor."""
+    cause: BaseException | None = exc
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def describe_transport_error(exc: httpx.RequestError) -> str:
+    """One line for a failed connection, saying so plainly when it is the certificate."""
+    cert = untrusted_certificate(exc)
+    if cert is not None:
+        return f"TLS: the council's certificate is not trusted ({cert.verify_message})"
+    return f"no connection to the council ({type(exc).__name__}: {str(exc) or 'no detail'})"
+
+
 def response_detail(response: httpx.Response) -> str:
     """The council's {"detail": ...} text, or the start of whatever else it sent."""
     try:
@@ -104,9 +124,6 @@ class CouncilClient:
     ) -> None:
         self._http = http
         self._base = council_url.rstrip("/")
-        # A council behind a path prefix (https://host/hearth) sees that prefix in its raw
-        # path too, so it is part of what is signed.
-        self._prefix = urlsplit(self._base).path
         self.hub_id = hub_id
         self._signer = signer
         self._clock = clock
@@ -131,7 +148,11 @@ class CouncilClient:
         A 401 that says the timestamp was refused is retried at once, once, with the offset
         the refusal itself carried: the first answer after boot often is exactly that.
         """
-        signed_path = self._prefix + path
+        # The URL is built once and its raw path (percent-encoded, with any query) is what is
+        # signed: exactly the bytes the council sees, also behind a path prefix
+        # (https://host/hearth) whose characters need encoding.
+        url = httpx.URL(self._base + path)
+        signed_path = url.raw_path.decode("ascii")
         for attempt in range(2):
             signed_at = self.now()
             headers = sign_request(self._signer, self.hub_id, method, signed_path, body, signed_at)
@@ -139,9 +160,7 @@ class CouncilClient:
                 headers["Content-Type"] = content_type
             self.requests += 1
             self.body_bytes += len(body)
-            response = await self._http.request(
-                method, self._base + path, content=body, headers=headers
-            )
+            response = await self._http.request(method, url, content=body, headers=headers)
             self._note_council_time(response)
             if attempt == 0 and self._timestamp_refused(response, signed_at):
                 log.warning(

@@ -13,6 +13,11 @@ material. The steps are ordered so that no failure leaves the installer stuck:
 - `force` (a new identity for a hub that already has one) makes the new key aside and puts it
   in place only once the council has accepted it: a refused code leaves the old identity
   working.
+- A staged key is deleted only after a definite refusal (403, 409, 422). After anything else
+  (above all an answer lost after the council committed) it is kept, and the next run, with
+  or without --force, sends it again: the council answers 201 again for the same code and
+  the same key while the code is unexpired, so the retry completes instead of failing
+  "used" with the enrolled key thrown away.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import ssl
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,8 @@ from pydantic import ValidationError
 
 from hub.fsutil import atomic_write_text
 from hub.identity import KEY_FILENAME, HubIdentity, KeyFileError
-from sync.client import response_detail, tls_context
+from sync.client import response_detail, tls_context, untrusted_certificate
+from sync.health import software_version
 from sync.protocol import ENROLL_PATH, EnrollRequest, EnrollResponse
 
 log = logging.getLogger(__name__)
@@ -41,13 +46,17 @@ _PENDING_DIR = "enroll-pending"
 
 
 class EnrollError(Exception):
-    """Enrollment did not happen; the message tells the installer what to do next."""
+    """Enrollment did not happen; the message tells the installer what to do next. `status`
+    is the council's refusal, None when no answer arrived."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
-def _software_version() -> str:
-    from hub import __version__
-
-    return __version__
+    @property
+    def definite(self) -> bool:
+        """The council refused this key or code for good: a staged key is of no more use."""
+        return self.status in (403, 409, 422)
 
 
 def _read_record(data_dir: Path) -> dict[str, Any] | None:
@@ -87,15 +96,13 @@ def _write_record(
 
 
 def _no_connection(council_url: str, exc: httpx.RequestError) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return (
-                f"the council at {council_url} presented a certificate this hub does not trust"
-                f" ({cause.verify_message}); if the council uses its own CA, give its CA"
-                " certificate with --ca-bundle. The code was not used."
-            )
-        cause = cause.__cause__ or cause.__context__
+    cert = untrusted_certificate(exc)
+    if cert is not None:
+        return (
+            f"the council at {council_url} presented a certificate this hub does not trust"
+            f" ({cert.verify_message}); if the council uses its own CA, give its CA"
+            " certificate with --ca-bundle. The code was not used."
+        )
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return (
             f"no connection to the council at {council_url} ({type(exc).__name__}: {exc});"
@@ -105,8 +112,9 @@ def _no_connection(council_url: str, exc: httpx.RequestError) -> str:
     # The request may have reached the council, and the answer been lost on the way back.
     return (
         f"no connection to the council at {council_url} ({type(exc).__name__}: {exc}) while"
-        " waiting for its answer; try again. If the council then says the code was used, it"
-        " enrolled this hub before the connection dropped: " + _ASK_FOR_ID
+        " waiting for its answer; run the same hearth enroll again before the code expires:"
+        " it sends the same key with the same code, and the council answers again if it had"
+        " enrolled the hub"
     )
 
 
@@ -124,8 +132,10 @@ def _refusal(status: int, detail: str, council_url: str) -> str:
         )
     if status == 409:
         return (
-            f"the council already has this hub's key enrolled ({detail}). If this hub was"
-            " enrolled before, restore its config (hub id) from the earlier enrollment; to"
+            f"the council already has this hub's key enrolled ({detail}), with another code."
+            " If that enrollment was this hub's, run hearth enroll again with that code while"
+            " it is unexpired (the council answers it again), or ask the council's admin for"
+            " the hub id (hearth council code list) and put it in the config as [hub] id; to"
             " enroll it as a new hub, run hearth enroll again with --force (a new key)."
         )
     if status == 422:
@@ -158,41 +168,62 @@ def enroll(
     data_dir = Path(data_dir)
     council_url = council_url.rstrip("/")
     key_path = data_dir / KEY_FILENAME
+    pending = data_dir / _PENDING_DIR
     has_key = os.path.lexists(key_path)
-    if has_key and hub_id and not force:
+    has_pending = os.path.lexists(pending / KEY_FILENAME)
+    if has_key:
+        # Finished earlier (the config write failed or lost the id, also after --force):
+        # the record for the key in place says so, without asking the council again.
+        earlier = _recorded_for_key_in_place(data_dir, council_url)
+        if earlier is not None and earlier.hub_id != hub_id:
+            log.info("the council already enrolled this key as %s; finishing", earlier.hub_id)
+            return earlier
+    if has_key and hub_id and not force and not has_pending:
         raise EnrollError(
             f"this hub is already enrolled as {hub_id} (key {key_path}). To enroll it again"
             " as a new hub, use --force: it gets a new key and a new hub id."
         )
-    pending = data_dir / _PENDING_DIR
-    if has_key and force:
-        shutil.rmtree(pending, ignore_errors=True)  # a staged key from an earlier attempt
+    if has_pending:
+        # An earlier attempt staged this key and got no definite answer: the council may
+        # have enrolled it. Sending it again completes that enrollment (same code) rather
+        # than spending a new key on a code the council now counts as used.
+        identity = HubIdentity.load(pending)
+        log.info("reusing the key staged by an earlier attempt (%s)", identity.fingerprint())
+    elif has_key and force:
         identity = HubIdentity.generate(pending)
     elif has_key:
         identity = HubIdentity.load(data_dir)
-        earlier = _finished_earlier(data_dir, identity, council_url)
-        if earlier is not None:
-            log.info("the council already enrolled this key as %s; finishing", earlier.hub_id)
-            return earlier
         log.info("reusing the hub key made by an earlier attempt (%s)", identity.fingerprint())
     else:
         identity = HubIdentity.generate(data_dir)
+    staged = identity.path.parent == pending
     try:
         answer = _post(council_url, code, identity, name, ca_bundle, transport, timeout_s)
     except EnrollError as exc:
-        if identity.path.parent == pending:
+        if staged and exc.definite:
             shutil.rmtree(pending, ignore_errors=True)
-        if has_key and not force and "used" in str(exc):
-            # This key was made by an attempt that may have been cut off after the council
-            # had enrolled it (the answer lost): say how to find out.
-            raise EnrollError(f"{exc} If an earlier attempt was cut off, {_ASK_FOR_ID}") from None
+        if not staged and has_key and exc.status == 403 and "used" in str(exc):
+            # This key (the one in place) was made by an attempt that may have been cut off
+            # after the council had enrolled it with an earlier code: say how to find out.
+            raise EnrollError(
+                f"{exc} If an earlier attempt with another code was cut off, {_ASK_FOR_ID}",
+                exc.status,
+            ) from None
         raise
-    if identity.path.parent == pending:
+    if staged:
         _replace_key(identity.path, key_path)
         identity = HubIdentity.load(data_dir)
     _write_record(data_dir, identity, council_url, answer)
     log.info("enrolled as %s (key %s)", answer.hub_id, identity.fingerprint())
     return answer
+
+
+def _recorded_for_key_in_place(data_dir: Path, council_url: str) -> EnrollResponse | None:
+    try:
+        identity = HubIdentity.load(data_dir)
+    except KeyFileError:
+        return None  # an unusable key: --force replaces it, and nothing was recorded for it
+    return _finished_earlier(data_dir, identity, council_url)
 
 
 def _post(
@@ -209,7 +240,7 @@ def _post(
             code=code.strip(),
             public_key=identity.public_key_b64(),
             name=name,
-            software_version=_software_version(),
+            software_version=software_version(),
         )
     except ValidationError as exc:
         problems = "; ".join(str(e["msg"]) for e in exc.errors())
@@ -227,8 +258,9 @@ def _post(
             )
         except httpx.RequestError as exc:
             raise EnrollError(_no_connection(council_url, exc)) from None
-    if response.status_code != 201:
-        raise EnrollError(_refusal(response.status_code, response_detail(response), council_url))
+    status = response.status_code
+    if status != 201:
+        raise EnrollError(_refusal(status, response_detail(response), council_url), status)
     try:
         return EnrollResponse.model_validate(response.json())
     except (ValueError, ValidationError) as exc:

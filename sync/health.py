@@ -39,7 +39,7 @@ class SensorHealthSource(Protocol):
     def __call__(self) -> Mapping[str, Mapping[str, Any]]: ...
 
 
-def _software_version() -> str:
+def software_version() -> str:
     from hub import __version__
 
     return __version__
@@ -55,7 +55,7 @@ def _clock_synced() -> bool:
 class HealthReporter:
     data_dir: Path
     sensors: SensorHealthSource | None = None
-    software_version: str = field(default_factory=_software_version)
+    software_version: str = field(default_factory=software_version)
     clock_synced: Callable[[], bool] = _clock_synced
     monotonic: Callable[[], float] = time.monotonic
     started_at: float = field(default=math.nan)  # on `monotonic`; NaN: when built

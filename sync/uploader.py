@@ -19,17 +19,24 @@ wait is full-jitter exponential backoff capped at `retry_max_s`, with Retry-Afte
 429/503 as a floor (never beyond the cap). An alert committed during a backoff gets one
 jittered try within ALERT_RETRY_S instead of waiting out the cap, unless the council asked
 for the wait (Retry-After): it is shedding load, and alerts are too rare to need more.
-A refusal of our own batch (400/403/415/422, or 413 for a single event) cannot be fixed by
+A refusal of the batch's content (422, or 413 for a single event) or an event the hub cannot
+encode would block the outbox for ever, alerts included, as every batch starts at its head:
+the batch's alerts are sent alone, the rest is cut in halves until the offending event is
+alone, and that event is set aside (Store.reject: kept, never sent again, reported to the
+council by an upload_rejected system event). Transient failures (network, 5xx, 429) never
+set anything aside. A refusal of the request itself (400/401/403/415) cannot be fixed by
 retrying soon: it is logged loudly once per batch, waits the cap, and shows in the status.
+An acknowledgement is believed only within reason: seqs outside the batch are ignored and a
+high water far above the hub's own numbers is refused (a forged answer must not wedge it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import random
-import ssl
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -39,11 +46,17 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from hub.events import StoredEvent
+from hub.events import Alert, StoredEvent
 from hub.store import Store, StoreWriteError
 from hub.store.buffer import META_LAST_SYNC_ERROR, META_LAST_SYNC_ERROR_AT
 from sync.backoff import Backoff, TokenBucket, honoured_delay, retry_after_s
-from sync.client import CouncilClient, CouncilError, UploadClock, response_detail
+from sync.client import (
+    CouncilClient,
+    CouncilError,
+    UploadClock,
+    describe_transport_error,
+    response_detail,
+)
 from sync.codec import CONTENT_TYPE, encode_batch
 from sync.health import HealthReporter
 from sync.protocol import (
@@ -53,7 +66,6 @@ from sync.protocol import (
     UPLOAD_PATH,
     HubConfig,
     UploadAck,
-    from_ranges,
 )
 from sync.signing import Signer
 
@@ -68,6 +80,13 @@ META_LAST_ERROR_AT = META_LAST_SYNC_ERROR_AT
 # After a failure, an alert committed during the backoff is tried again within this many
 # seconds (jittered) instead of waiting out up to retry_max_s.
 ALERT_RETRY_S = 10.0
+# An acknowledgement whose high water is further than this above the hub's last sequence
+# number is not believed (see _apply_ack); SQLite's integers end at SQLITE_MAX_SEQ.
+MAX_HIGH_WATER_AHEAD = 2**32
+SQLITE_MAX_SEQ = 2**63 - 1
+# At most this many events are set aside in one round: more suggests the council refuses
+# everything (a version mismatch, say), and the uploader waits instead of emptying the outbox.
+MAX_REJECTS_PER_ROUND = 8
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,7 @@ class RoundResult:
     held: int = 0  # of those, now held by the council (marked synced)
     new: int = 0  # stored by this upload (the rest were duplicates of earlier sends)
     renumbered: int = 0  # conflicts moved to fresh sequence numbers, to be sent again
+    rejected: int = 0  # events the council refused for their content, set aside (Store.reject)
     bytes: int = 0  # request bodies sent in this round, retries included
     requests: int = 0
     delay_s: float = 0.0  # the wait before the next attempt (failures only)
@@ -142,6 +162,7 @@ class UploaderStatus:
     clock_offset_s: float | None = None
     events_sent: int = 0  # acknowledged as held
     batches_sent: int = 0  # acknowledged uploads
+    events_rejected: int = 0  # set aside: the council refused them, or they cannot be encoded
     bytes_sent: int = 0  # request bodies, every attempt
     council_config_version: int | None = None
 
@@ -170,8 +191,31 @@ class _Prepared:
     health: dict[str, Any] = field(repr=False)
 
 
+@dataclass
+class _Tally:
+    """What one round achieved, over the requests it took (a 422 isolation takes several)."""
+
+    events: int = 0
+    held: int = 0
+    new: int = 0
+    renumbered: int = 0
+    rejected: int = 0  # set aside this round (counted from the status at the end)
+    rejected_before: int = 0  # the status's count when the round began
+    ack: UploadAck | None = None
+
+
 class _Refused(Exception):
     """Our request was refused in a way retrying soon cannot fix."""
+
+
+class _ContentRefused(Exception):
+    """The council refused the batch for what is in it (422, or 413): some event in it may
+    never be accepted, so it is isolated (Uploader._isolate), never retried as it is."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class _Transient(Exception):
@@ -201,6 +245,7 @@ class Uploader:
         rng: random.Random | None = None,
         config_version: int | None = None,
         on_config_version: Callable[[int], None] | None = None,
+        beat: Callable[..., object] | None = None,
     ) -> None:
         if clock is None:
             from hub.clock import SystemClock
@@ -228,6 +273,10 @@ class Uploader:
         # The config version this hub has applied; the lead's code updates it after a fetch.
         self.applied_config_version = config_version
         self._on_config_version = on_config_version
+        # The service watchdog's heartbeat (hub.service.Beat): called each round, and before
+        # each wait with how long the wait and the next round may take, so an idle or backing
+        # off uploader is healthy and only a round that hangs counts as stuck.
+        self._beat = beat
         self._status = UploaderStatus()
         self._persisted_error: str | None = None
         self._refused_batch_logged: tuple[int, int, int] | None = None
@@ -258,6 +307,7 @@ class Uploader:
         """Upload forever (cancel the task to stop). Never raises but CancelledError."""
         self._loop = asyncio.get_running_loop()
         while True:
+            self._heartbeat(0.0)
             try:
                 result = await self.upload_once()
             except asyncio.CancelledError:
@@ -343,30 +393,101 @@ class Uploader:
                 self._council.requests - requests_before,
             )
 
-        prepared = await self._prepare_paced()
-        if prepared is None:
-            return RoundResult(Outcome.EMPTY)
+        tally = _Tally(rejected_before=self._status.events_rejected)
+        prepared: _Prepared | None = None
         try:
-            while True:
-                try:
-                    response = await self._council.send(
-                        "POST", UPLOAD_PATH, prepared.body, content_type=CONTENT_TYPE
-                    )
-                except httpx.RequestError as exc:
-                    raise _Transient(_describe_transport_error(exc)) from exc
-                if response.status_code == 413:
-                    prepared = await self._shrink_after_413(prepared)
-                    await self._pace(len(prepared.body))
-                    continue
-                ack = self._check_answer(response, prepared)
-                break
-            held, new, renumbered = await asyncio.to_thread(self._apply_ack, prepared, ack)
+            prepared = await self._prepare_paced()
+            if prepared is None:
+                return RoundResult(Outcome.EMPTY)
+            await self._deliver(prepared, tally)
         except (_Transient, _Refused) as failure:
             return await self._failed(failure, *spent(), prepared=prepared)
+        tally.rejected = self._status.events_rejected - tally.rejected_before
         body_bytes, requests = spent()
-        return await self._succeeded(prepared, ack, held, new, renumbered, body_bytes, requests)
+        return await self._succeeded(tally, body_bytes, requests)
 
-    def _check_answer(self, response: httpx.Response, prepared: _Prepared) -> UploadAck:
+    async def _post(self, prepared: _Prepared) -> UploadAck:
+        """POST one batch and check the answer (see _check_answer for what raises what)."""
+        try:
+            response = await self._council.send(
+                "POST", UPLOAD_PATH, prepared.body, content_type=CONTENT_TYPE
+            )
+        except httpx.RequestError as exc:
+            raise _Transient(describe_transport_error(exc)) from exc
+        return self._check_answer(response)
+
+    async def _deliver(self, prepared: _Prepared, tally: _Tally) -> None:
+        """Send the round's batch: a 413 shrinks it (the council's limit is below ours), a
+        refusal of its content isolates the event(s) the council cannot take."""
+        while True:
+            try:
+                ack = await self._post(prepared)
+            except _ContentRefused as refusal:
+                if refusal.status == 413 and len(prepared.events) > 1:
+                    smaller = await self._shrink_after_413(prepared)
+                    if smaller is None:
+                        return  # all it kept could not be encoded, and was set aside
+                    prepared = smaller
+                    await self._pace(prepared)
+                    continue
+                await self._isolate(prepared.events, refusal, tally)
+                return
+            await self._record(prepared, ack, tally)
+            return
+
+    async def _isolate(
+        self,
+        events: list[StoredEvent],
+        refusal: _ContentRefused,
+        tally: _Tally,
+    ) -> None:
+        """The council refused this batch for its content. Retrying it as it is would fail
+        for ever and block everything behind it (the outbox is read from its head), alerts
+        included. So: a lone event is set aside (Store.reject, reported to the council by an
+        upload_rejected event); a larger batch sends its alerts alone first, then is cut in
+        halves, each sent and, if refused too, cut again. One bad event among n costs about
+        2 log2(n) requests. A transient failure on the way ends the round as usual; what was
+        acknowledged so far stays acknowledged."""
+        if len(events) == 1:
+            so_far = self._status.events_rejected - tally.rejected_before
+            if so_far >= MAX_REJECTS_PER_ROUND:
+                # So many refusals point at the council (or the wire), not at the events:
+                # stop setting them aside and wait, as for any refusal.
+                raise _Refused(
+                    f"{refusal.reason} ({so_far} events already set aside this round:"
+                    " waiting before setting aside more)"
+                )
+            await asyncio.to_thread(self._reject, events, refusal.reason)
+            return
+        alerts = [e for e in events if isinstance(e.event, Alert)]
+        if alerts and len(alerts) < len(events):
+            parts = [alerts, [e for e in events if not isinstance(e.event, Alert)]]
+        else:
+            half = len(events) // 2
+            parts = [events[:half], events[half:]]
+        # The parts go without the health report: if it, not an event, is what the council
+        # refuses, the events still arrive and none is set aside.
+        for part in parts:
+            prepared = await asyncio.to_thread(self._encode_checked, part, {}, False)
+            if prepared is None:
+                continue
+            await self._pace(prepared)
+            try:
+                ack = await self._post(prepared)
+            except _ContentRefused as again:
+                await self._isolate(prepared.events, again, tally)
+                continue
+            await self._record(prepared, ack, tally)
+
+    async def _record(self, prepared: _Prepared, ack: UploadAck, tally: _Tally) -> None:
+        held, new, renumbered = await asyncio.to_thread(self._apply_ack, prepared, ack)
+        tally.events += len(prepared.events)
+        tally.held += held
+        tally.new += new
+        tally.renumbered += renumbered
+        tally.ack = ack
+
+    def _check_answer(self, response: httpx.Response) -> UploadAck:
         status = response.status_code
         if status == 200:
             try:
@@ -379,18 +500,15 @@ class Uploader:
             raise _Transient(f"the council is busy ({status}): {detail}", wait)
         if status >= 500 or status in (408, 425):
             raise _Transient(f"the council failed ({status}): {detail}")
+        if status in (413, 422):
+            raise _ContentRefused(status, f"the council refused the upload ({status}): {detail}")
         raise _Refused(f"the council refused the upload ({status}): {detail}")
 
-    async def _shrink_after_413(self, prepared: _Prepared) -> _Prepared:
+    async def _shrink_after_413(self, prepared: _Prepared) -> _Prepared | None:
         """The council's limit is below what we sent: halve the byte bound (kept for later
         batches) and cut this batch to fit. Each 413 at least halves the batch, so this ends
-        within log2(5000) steps, at one event if need be."""
+        within log2(5000) steps, at one event if need be (which a 413 then sets aside)."""
         size = len(prepared.body)
-        if len(prepared.events) == 1:
-            raise _Refused(
-                f"the council refused event #{prepared.events[0].seq} as too large ({size}"
-                " bytes compressed, 413): it cannot be sent as it is"
-            )
         self._max_body = min(self._max_body, max(1, size // 2))
         log.warning(
             "the council refused %d bytes (413): batches now at most %d bytes",
@@ -398,14 +516,16 @@ class Uploader:
             self._max_body,
         )
         half = prepared.events[: max(1, len(prepared.events) // 2)]
-        return await asyncio.to_thread(self._encode_within, half, prepared.health)
+        return await asyncio.to_thread(self._encode_checked, half, prepared.health, True)
 
     async def _prepare_paced(self) -> _Prepared | None:
         """The next batch, paced by the bandwidth cap. If an alert arrives while waiting for
-        bandwidth, the batch is made again so the alert goes in this request."""
+        bandwidth, the batch is made again so the alert goes in this request. A batch that
+        starts with alerts is not held back: it goes at once and the bucket goes into debt,
+        which later (routine) batches wait off."""
         while True:
             prepared = await asyncio.to_thread(self._prepare)
-            if prepared is None or self._bucket is None:
+            if prepared is None or self._bucket is None or _urgent(prepared):
                 break
             wait = self._bucket.wait_for(len(prepared.body), self._clock.monotonic())
             if wait <= 0:
@@ -417,35 +537,67 @@ class Uploader:
             self._bucket.take(len(prepared.body), self._clock.monotonic())
         return prepared
 
-    async def _pace(self, size: int) -> None:
+    async def _pace(self, prepared: _Prepared) -> None:
         if self._bucket is None:
             return
+        size = len(prepared.body)
         wait = self._bucket.wait_for(size, self._clock.monotonic())
-        if wait > 0:
+        if wait > 0 and not _urgent(prepared):
             await self._clock.sleep(wait)
         self._bucket.take(size, self._clock.monotonic())
 
     # -- store side (worker thread) --------------------------------------------------------
 
     def _prepare(self) -> _Prepared | None:
-        events = self.store.next_batch(self._max_events)
-        if not events:
-            return None
-        # The queue the council should see is what still waits once this batch is held.
-        waiting = self.store.queue_depth() - len(events)
-        health = (
-            self._health.report(waiting, self.applied_config_version)
-            if self._health is not None
-            else {}
-        )
-        return self._encode_within(events, health)
+        while True:
+            events = self.store.next_batch(self._max_events)
+            if not events:
+                return None
+            # The queue the council should see is what still waits once this batch is held.
+            waiting = self.store.queue_depth() - len(events)
+            health = (
+                self._health.report(waiting, self.applied_config_version)
+                if self._health is not None
+                else {}
+            )
+            prepared = self._encode_checked(events, health, True)
+            if prepared is not None:
+                return prepared
+            # Every event of that batch was set aside as unencodable: take the next one.
 
-    def _encode_within(self, events: list[StoredEvent], health: dict[str, Any]) -> _Prepared:
+    def _encode_checked(
+        self, events: list[StoredEvent], health: dict[str, Any], cut: bool
+    ) -> _Prepared | None:
+        """Encode (cut to the byte bound if `cut`). An event the hub cannot encode (a NaN
+        that SQLite gave back as NULL, say) would fail every batch it is in: it is found by
+        encoding each event alone and set aside (Store.reject). None when nothing is left."""
+        try:
+            return self._encode_within(events, health, cut)
+        except (TypeError, ValueError, OverflowError) as exc:
+            failure = exc
+        bad: dict[int, str] = {}
+        for stored in events:
+            try:
+                encode_batch(self.hub_id, [stored], {})
+            except (TypeError, ValueError, OverflowError) as exc:
+                bad[stored.seq] = f"the hub cannot encode it: {type(exc).__name__}: {exc}"
+        if not bad:
+            # Not an event: the health report. Send the events without it rather than none.
+            log.error("cannot encode the health report (%s): sending the batch without it", failure)
+            return self._encode_within(events, {}, cut)
+        for seq, reason in bad.items():
+            self._reject_seqs([seq], reason)
+        rest = [e for e in events if e.seq not in bad]
+        return self._encode_checked(rest, health, cut) if rest else None
+
+    def _encode_within(
+        self, events: list[StoredEvent], health: dict[str, Any], cut: bool = True
+    ) -> _Prepared:
         """Encode, cutting the batch (from its end: the lowest priority) until the body fits
         the byte bound. A single event is sent whatever its size; the council judges it."""
         while True:
             body = encode_batch(self.hub_id, events, health)
-            if len(body) <= self._max_body or len(events) == 1:
+            if not cut or len(body) <= self._max_body or len(events) == 1:
                 return _Prepared(events, body, health)
             # Proportional guess with a margin, always at least one event fewer.
             fits = int(len(events) * self._max_body / len(body) * 0.9)
@@ -454,11 +606,39 @@ class Uploader:
                 health = {**health, "queue_depth": health["queue_depth"] + len(events) - len(kept)}
             events = kept
 
-    def _apply_ack(self, prepared: _Prepared, ack: UploadAck) -> tuple[int, int, int]:
-        sent = {e.seq for e in prepared.events}
+    def _reject(self, events: list[StoredEvent], reason: str) -> None:
+        self._reject_seqs([e.seq for e in events], reason)
+
+    def _reject_seqs(self, seqs: list[int], reason: str) -> None:
         try:
-            held = [s for s in from_ranges(ack.held) if s in sent]
-            conflicts = [s for s in from_ranges(ack.conflicts) if s in sent and s not in held]
+            self.store.reject(seqs, reason)
+        except StoreWriteError as exc:
+            raise _Transient(f"could not set aside events the council refused: {exc}") from exc
+        rejected = self._status.events_rejected + len(seqs)
+        self._status = replace(self._status, events_rejected=rejected)
+        log.error(
+            "set aside event(s) %s: %s; they stay in the buffer (hearth status counts them)"
+            " and the council is told by an upload_rejected event",
+            seqs,
+            reason,
+        )
+        self.wake()  # the report is a new event to send
+
+    def _apply_ack(self, prepared: _Prepared, ack: UploadAck) -> tuple[int, int, int]:
+        sent = sorted(e.seq for e in prepared.events)
+        # A forged or broken answer must not wedge the hub: a high water this far above
+        # anything it numbered would push every later sequence number out of SQLite's range.
+        last = self.store.last_seq
+        ceiling = min(last + MAX_HIGH_WATER_AHEAD, SQLITE_MAX_SEQ - MAX_HIGH_WATER_AHEAD)
+        if ack.high_water > ceiling:
+            raise _Transient(
+                f"the council's acknowledgement claims sequence numbers up to {ack.high_water},"
+                f" far above this hub's last ({last}): ignored"
+            )
+        try:
+            held = _seqs_within(ack.held, sent)
+            held_set = set(held)
+            conflicts = [s for s in _seqs_within(ack.conflicts, sent) if s not in held_set]
         except ValueError as exc:
             raise _Transient(f"the council's acknowledgement is malformed: {exc}") from None
         if not held and not conflicts:
@@ -490,16 +670,7 @@ class Uploader:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    async def _succeeded(
-        self,
-        prepared: _Prepared,
-        ack: UploadAck,
-        held: int,
-        new: int,
-        renumbered: int,
-        body_bytes: int,
-        requests: int,
-    ) -> RoundResult:
+    async def _succeeded(self, tally: _Tally, body_bytes: int, requests: int) -> RoundResult:
         now = self._clock.wall()
         self._backoff.reset()
         self._refused_batch_logged = None
@@ -509,25 +680,28 @@ class Uploader:
             last_success_at=now,
             consecutive_failures=0,
             next_attempt_at=None,
-            events_sent=st.events_sent + held,
+            events_sent=st.events_sent + tally.held,
             batches_sent=st.batches_sent + 1,
             bytes_sent=st.bytes_sent + body_bytes,
         )
         self._persisted_error = None  # the next failure is recorded again, with its time
-        self._note_config_version(ack.config_version)
+        if tally.ack is not None:
+            self._note_config_version(tally.ack.config_version)
         log.debug(
-            "uploaded %d events (%d new, %d renumbered) in %d bytes",
-            held,
-            new,
-            renumbered,
+            "uploaded %d events (%d new, %d renumbered, %d set aside) in %d bytes",
+            tally.held,
+            tally.new,
+            tally.renumbered,
+            tally.rejected,
             body_bytes,
         )
         return RoundResult(
             Outcome.SENT,
-            events=len(prepared.events),
-            held=held,
-            new=new,
-            renumbered=renumbered,
+            events=tally.events,
+            held=tally.held,
+            new=tally.new,
+            renumbered=tally.renumbered,
+            rejected=tally.rejected,
             bytes=body_bytes,
             requests=requests,
         )
@@ -600,8 +774,19 @@ class Uploader:
 
     # -- waiting ---------------------------------------------------------------------------
 
+    @property
+    def round_allowance_s(self) -> float:
+        """The longest a healthy round takes: a few requests at the timeout (a stale-clock
+        retry, a 413 shrink), plus the store's work; the watchdog's allowance for a round."""
+        return 4 * self.settings.timeout_s + 60.0
+
+    def _heartbeat(self, waiting_s: float) -> None:
+        if self._beat is not None:
+            self._beat(waiting_s + self.round_allowance_s)
+
     async def _wait(self, seconds: float, *, wakeable: bool, planned: bool = True) -> bool:
         """Sleep on the uploader's clock; True if a wake cut it short."""
+        self._heartbeat(seconds)
         if planned:
             self._status = replace(self._status, next_attempt_at=self._clock.wall() + seconds)
         if wakeable and self._wake.is_set():
@@ -633,12 +818,17 @@ def _describe_batch(prepared: _Prepared | None) -> str:
     return f"{count} events, seqs {first}..{last}, {len(prepared.body)} bytes"
 
 
-def _describe_transport_error(exc: httpx.RequestError) -> str:
-    kind = type(exc).__name__
-    text = str(exc) or "no detail"
-    cause: BaseException | None = exc
-    while cause is not None:  # say so plainly when it is the certificate
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS: the council's certificate is not trusted ({cause.verify_message})"
-        cause = cause.__cause__ or cause.__context__
-    return f"no connection to the council ({kind}: {text})"
+def _urgent(prepared: _Prepared) -> bool:
+    """A batch that starts with alerts: the bandwidth cap does not hold it back."""
+    return bool(prepared.events) and isinstance(prepared.events[0].event, Alert)
+
+
+def _seqs_within(ranges: list[tuple[int, int]], sent: list[int]) -> list[int]:
+    """The seqs of `sent` (sorted) inside the answer's ranges, without expanding the ranges:
+    only what was in the batch counts, and a hostile range of 2**63 numbers costs nothing."""
+    found: set[int] = set()
+    for first, last in ranges:
+        if last < first:
+            raise ValueError(f"range [{first}, {last}] is reversed")
+        found.update(sent[bisect.bisect_left(sent, first) : bisect.bisect_right(sent, last)])
+    return sorted(found)

@@ -170,7 +170,9 @@ def test_force_keeps_the_old_key_until_the_council_accepts_the_new_one(tmp_path:
     assert HubIdentity.load(tmp_path).public_key_b64() == old  # still the working identity
     assert council.sent_key() != old
     council.answer = council.accept
-    answer = enroll(URL, CODE, tmp_path, hub_id="hub-1", force=True, transport=council.transport())
+    answer = enroll(
+        URL, CODE, tmp_path, hub_id="hub-000000000001", force=True, transport=council.transport()
+    )
     new = HubIdentity.load(tmp_path).public_key_b64()
     assert new != old and new == council.sent_key() and answer.hub_id == "hub-000000000002"
     assert stat.S_IMODE((tmp_path / KEY_FILENAME).stat().st_mode) == 0o600
@@ -255,3 +257,62 @@ def test_a_lost_answer_is_told_apart_from_no_connection(tmp_path: Path) -> None:
     council.answer = refuse(403, "enrollment code already used")
     with pytest.raises(EnrollError, match=r"already used.*cut off.*hearth council code list"):
         enroll(URL, CODE, tmp_path, transport=council.transport())
+
+
+def _answer_lost_after_commit() -> httpx.MockTransport:
+    """Sends the request to the real council, which commits, then loses its answer."""
+    real = httpx.Client()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent = real.post(
+            str(request.url), content=request.content, headers={"content-type": "application/json"}
+        )
+        assert sent.status_code == 201, sent.text
+        raise httpx.ReadError("connection reset by peer")
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("force_again", [True, False])
+def test_force_with_a_lost_answer_keeps_the_new_key_and_the_retry_completes(
+    tmp_path: Path, council_db_url: str, force_again: bool
+) -> None:
+    with running_council(council_db_url) as council:
+        first = enroll(council.url, council.store.create_code(3600.0).code, tmp_path)
+        old_key = HubIdentity.load(tmp_path).public_key_b64()
+        code = council.store.create_code(3600.0).code
+        with pytest.raises(EnrollError, match="run the same hearth enroll again"):
+            enroll(
+                council.url,
+                code,
+                tmp_path,
+                hub_id=first.hub_id,
+                force=True,
+                transport=_answer_lost_after_commit(),
+            )
+        assert HubIdentity.load(tmp_path).public_key_b64() == old_key  # still working
+        again = enroll(council.url, code, tmp_path, hub_id=first.hub_id, force=force_again)
+        assert again.hub_id != first.hub_id
+        hub = council.store.get_hub(again.hub_id)
+        assert hub is not None
+        new_key = HubIdentity.load(tmp_path).public_key_b64()
+        assert base64.b64encode(hub.public_key).decode() == new_key != old_key
+        assert [c.hub_id for c in council.store.list_codes()] == [first.hub_id, again.hub_id]
+        # The config write then failed: the rerun (config still says the old id) finishes
+        # from enrollment.json, with or without --force, and asks the council nothing.
+        for force in (True, False):
+            redo = enroll(council.url, "ZZZZ-ZZZZ-ZZZZ", tmp_path, hub_id=first.hub_id, force=force)
+            assert redo == again
+
+
+def test_a_lost_answer_then_the_same_command_completes(tmp_path: Path, council_db_url: str) -> None:
+    with running_council(council_db_url) as council:
+        code = council.store.create_code(3600.0).code
+        with pytest.raises(EnrollError, match="while waiting for its answer"):
+            enroll(council.url, code, tmp_path, transport=_answer_lost_after_commit())
+        answer = enroll(council.url, code, tmp_path)
+        hub = council.store.get_hub(answer.hub_id)
+        assert hub is not None
+        assert (
+            base64.b64encode(hub.public_key).decode() == HubIdentity.load(tmp_path).public_key_b64()
+        )

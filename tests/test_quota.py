@@ -157,3 +157,32 @@ def test_quota_invariants_hold_for_any_history(
     unsynced_routine = len(seqs_of(path, "kind = 'reading' AND synced = 0"))
     assert routine_written == unsynced_routine + routine_acked + dropped
     store.close()
+
+
+def test_rejected_events_go_after_synced_ones_and_before_unsynced_readings(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hub.db"
+    store = open_store(path)
+    rejected = store.commit([reading(i) for i in range(1500)])
+    store.reject(rejected, "refused by the council")
+    synced = store.commit([reading(i) for i in range(1500, 2300)])
+    store.mark_synced(synced)
+    unsynced = store.commit([reading(i) for i in range(2300, 2900)])
+    report = store.enforce_limits()
+    present = seqs_of(path)
+    assert not set(synced) & present  # all synced went first, then rejected ones
+    assert not set(rejected) & present
+    assert set(unsynced) <= present and report.gap.count == 0  # no unsynced reading lost
+    assert store.used_bytes() <= QUOTA
+
+
+def test_rejected_events_stay_while_pruning_synced_ones_is_enough(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    store = open_store(path)
+    rejected = store.commit([reading(i) for i in range(50)])
+    store.reject(rejected, "refused by the council")
+    synced = store.commit([reading(i) for i in range(50, 2600)])
+    store.mark_synced(synced)
+    assert store.enforce_limits().synced_pruned > 0
+    assert set(rejected) <= seqs_of(path, "synced = 2")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.events import Alert, Reading
+from hub.events import Alert, Reading, SystemEvent, SystemKind
 from hub.store import Store, StoreWriteError
 from hub.store.buffer import inspect_meta
 from hub.store.recovery import SequenceReservation
@@ -205,4 +205,47 @@ def test_kill_during_renumber_leaves_every_event_exactly_once(tmp_path: Path) ->
         assert SequenceReservation(db).reserved_upto >= max(r[0] for r in rows)
     s = Store.open(db)
     assert s.commit([reading(1e6)])[0] > max(r[0] for r in rows)
+    s.close()
+
+
+def test_raise_seq_floor_compares_with_the_file_not_a_stale_counter(tmp_path: Path) -> None:
+    """`hearth sync now` (b) beside `hearth run` (a): a's commits moved the file past b's
+    counter; b must not write a floor below them, nor hand out their numbers."""
+    db = tmp_path / "hub.db"
+    a = Store.open(db)
+    b = Store.open(db)
+    a.commit([reading(i) for i in range(10)])  # 1..10, b still thinks 1 is next
+    assert b.raise_seq_floor(7) is False  # the file already has 10
+    assert "seq_floor" not in inspect_meta(db)
+    assert b.commit([reading(20)]) == [11]
+    a.close()
+    b.close()
+
+
+def test_the_reservation_is_read_again_before_it_is_written(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    a = SequenceReservation(db)
+    b = SequenceReservation(db)
+    a.ensure(500_000)
+    b.ensure(10)  # b's memory says 0: it must not write a lower reservation over a's
+    assert SequenceReservation(db).reserved_upto >= 500_000
+
+
+def test_rejected_events_leave_the_outbox_with_a_report(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "hub.db")
+    s.commit([reading(i) for i in range(5)])
+    report_seq = s.reject([2, 4, 99], "the council refused it (422): bad value")
+    assert report_seq == 6
+    assert [e.seq for e in s.next_batch()] == [6, 1, 3, 5]  # the report first (system)
+    report = s.events(after_seq=5)[0].event
+    assert isinstance(report, SystemEvent) and report.kind is SystemKind.UPLOAD_REJECTED
+    assert dict(report.details) == {
+        "seqs": [2, 4],
+        "reason": "the council refused it (422): bad value",
+    }
+    status = s.status()
+    assert status.rejected == 2 and sum(status.queue_depth.values()) == 4
+    assert s.reject([2, 4], "again") is None  # no longer unsynced: nothing to do
+    s.mark_synced([2])  # an ack cannot turn a rejected event into a synced one
+    assert s.status().rejected == 2
     s.close()

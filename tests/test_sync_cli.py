@@ -70,7 +70,7 @@ def test_enroll_then_sync_now_against_the_real_council(
         assert cfg.hub.name == "Flat 3" and len(cfg.sensors) > 0  # the installer's parts kept
         key = cfg.hub.data_dir / KEY_FILENAME
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
-        assert "warning: the council address is not https" in err
+        assert "warning" not in err  # plain http on loopback is allowed, without a warning
 
         # Enrolling again is refused; nothing is asked of the council.
         again = council.store.create_code(3600.0).code
@@ -154,6 +154,25 @@ def test_enroll_without_the_council_keeps_the_code_usable(config_path: Path) -> 
     )
     assert code == 2 and "no connection to the council" in err and "try again" in err
     assert load_config(config_path).hub.id is None
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://council.example.org", "not encrypted"),
+        ("http://10.0.0.5:8000", "127.0.0.1, ::1 or localhost"),
+        ("https://council.example.org/?x=1", "query or fragment"),
+        ("https://council.example.org/#top", "query or fragment"),
+    ],
+)
+def test_enroll_refuses_plain_http_off_loopback_and_queries(
+    config_path: Path, url: str, words: str
+) -> None:
+    code, _, err = hearth(
+        "enroll", "--council", url, "--code", "ABCD-EFGH-JKMN", "-c", str(config_path)
+    )
+    assert code == 2 and words in err
+    assert not (load_config(config_path).hub.data_dir / KEY_FILENAME).exists()
 
 
 def test_sync_now_output_wording() -> None:

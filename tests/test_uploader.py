@@ -26,6 +26,7 @@ from hub.identity import HubIdentity
 from hub.store import Store
 from sync.backoff import Backoff, TokenBucket, honoured_delay, retry_after_s
 from sync.codec import CONTENT_TYPE, Batch, decode_batch
+from sync.health import HealthReporter
 from sync.protocol import (
     CONFIG_PATH,
     HEADER_COUNCIL_TIME,
@@ -35,7 +36,14 @@ from sync.protocol import (
     to_ranges,
 )
 from sync.signing import HEADER_TIMESTAMP, SignatureError, verify_request
-from sync.uploader import ALERT_RETRY_S, META_LAST_ERROR, Outcome, Uploader, UploadSettings
+from sync.uploader import (
+    ALERT_RETRY_S,
+    MAX_REJECTS_PER_ROUND,
+    META_LAST_ERROR,
+    Outcome,
+    Uploader,
+    UploadSettings,
+)
 from tests.factories import T0, alert, reading
 
 HUB = "hub-test0000000"
@@ -106,6 +114,8 @@ class FakeCouncil:
         self.requests: list[httpx.Request] = []
         self.batches: list[Batch] = []
         self.on_batch: Callable[[Batch], None] | None = None
+        # Refuses a batch for its content (422 with the returned text) when it returns one.
+        self.refuse: Callable[[Batch], str | None] | None = None
         self.config_version = 1
         self.max_skew_s = 300
 
@@ -144,13 +154,15 @@ class FakeCouncil:
         except SignatureError as exc:
             detail = f"hub signature ({exc.reason.value}): {exc.detail}"
             return self.answer(401, {"detail": detail})
-        if request.method == "GET" and request.url.path == CONFIG_PATH:
+        if request.method == "GET" and request.url.path.endswith(CONFIG_PATH):
             config = HubConfig(config_version=self.config_version, config={"report": {}})
             return self.answer(200, config.model_dump())
-        assert request.url.path == UPLOAD_PATH
+        assert request.url.path.endswith(UPLOAD_PATH)
         assert request.headers["content-type"] == CONTENT_TYPE
         batch = decode_batch(body)
         assert batch.hub_id == HUB
+        if self.refuse is not None and (why := self.refuse(batch)) is not None:
+            return self.answer(422, {"detail": why})
         self.batches.append(batch)
         if self.on_batch is not None:
             self.on_batch(batch)
@@ -572,7 +584,7 @@ def test_batches_are_cut_to_the_byte_bound_before_sending(
     assert len(council.held) == 300
 
 
-def test_an_event_too_large_for_the_council_is_refused_loudly_once(
+def test_an_event_too_large_for_the_council_is_set_aside_and_the_rest_goes(
     store: Store, identity: HubIdentity, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     rng = random.Random(1)
@@ -583,19 +595,20 @@ def test_an_event_too_large_for_the_council_is_refused_loudly_once(
     async def scenario() -> None:
         async with client(council) as http:
             uploader = make_uploader(store, identity, council, http)
-            for _ in range(3):
-                result = await uploader.upload_once()
-                assert result.outcome is Outcome.REFUSED
-                assert 150.0 <= result.delay_s <= 300.0
-            st = uploader.status()
-            assert st.consecutive_failures == 3 and "too large" in (st.last_error or "")
+            result = await uploader.upload_once()
+            assert result.outcome is Outcome.SENT and result.rejected == 1
+            assert (await uploader.drain()).ok
+            assert uploader.status().events_rejected == 1
 
     with caplog.at_level(logging.DEBUG, logger="sync.uploader"):
         asyncio.run(scenario())
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "#1" in errors[0].getMessage()
-    assert "too large" in (store.get_meta(META_LAST_ERROR) or "")
-    assert store.queue_depth() == 6  # nothing dropped
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "[1]" in errors[0] and "413" in errors[0]
+    assert sorted(council.held)[:5] == [2, 3, 4, 5, 6]  # the readings, then the report
+    report = council.held[7]
+    assert report["kind"] == "system" and report["system"] == "upload_rejected"
+    assert report["details"]["seqs"] == [1] and "413" in report["details"]["reason"]
+    assert store.queue_depth() == 0 and store.status().rejected == 1  # kept, not sent
 
 
 @pytest.mark.parametrize(
@@ -612,7 +625,7 @@ def test_an_event_too_large_for_the_council_is_refused_loudly_once(
         (status(401, "unknown hub 'hub-x': enroll it first"), Outcome.REFUSED),
         (status(403, "hubs write only their own data"), Outcome.REFUSED),
         (status(415, "Content-Type must be ..."), Outcome.REFUSED),
-        (status(422, "batch: events[3].seq: 0 is not positive"), Outcome.REFUSED),
+        (status(422, "batch: events[3].seq: 0 is not positive"), Outcome.SENT),
     ],
 )
 def test_which_failures_are_retried_soon(
@@ -626,6 +639,9 @@ def test_which_failures_are_retried_soon(
         async with client(council) as http:
             uploader = make_uploader(store, identity, council, http)
             result = await uploader.upload_once()
+            if outcome is Outcome.SENT:  # a content refusal: the batch is cut, nothing lost
+                assert result.held == 5 and result.rejected == 0
+                return
             assert result.outcome is outcome and result.requests == 1
             if outcome is Outcome.RETRY:
                 assert 0.0 <= result.delay_s <= 1.0  # first failure: window of base 1 s
@@ -638,7 +654,8 @@ def test_which_failures_are_retried_soon(
             assert uploader.status().consecutive_failures == 0
 
     asyncio.run(scenario())
-    assert store.queue_depth() == 0
+    assert store.queue_depth() == 0 and store.status().rejected == 0
+    assert as_bodies(council.held) == as_bodies(records(store))
 
 
 def test_a_refused_batch_is_logged_once_not_every_retry(
@@ -646,7 +663,7 @@ def test_a_refused_batch_is_logged_once_not_every_retry(
 ) -> None:
     store.commit(readings(5))
     council = FakeCouncil(identity, clock)
-    council.script = [status(422, "batch: health.uptime_s: expected a number")] * 4
+    council.script = [status(415, "Content-Type must be application/vnd.hearth.batch")] * 4
 
     async def scenario() -> None:
         async with client(council) as http:
@@ -657,8 +674,8 @@ def test_a_refused_batch_is_logged_once_not_every_retry(
     with caplog.at_level(logging.DEBUG, logger="sync.uploader"):
         asyncio.run(scenario())
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and "422" in errors[0] and "seqs 1..5" in errors[0]
-    assert "422" in (store.get_meta(META_LAST_ERROR) or "")
+    assert len(errors) == 1 and "415" in errors[0] and "seqs 1..5" in errors[0]
+    assert "415" in (store.get_meta(META_LAST_ERROR) or "")
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
@@ -922,8 +939,211 @@ def test_status_snapshot_as_dict_has_every_field(
         "clock_offset_s",
         "events_sent",
         "batches_sent",
+        "events_rejected",
         "bytes_sent",
         "council_config_version",
     }
     assert snapshot["last_attempt_at"] == clock.wall() and snapshot["events_sent"] == 0
     assert not council.requests  # an empty outbox sends nothing
+
+
+# -- events the council can never accept -----------------------------------------------------
+
+
+def refuse_value(bad: float) -> Callable[[Batch], str | None]:
+    def check(batch: Batch) -> str | None:
+        for e in batch.events:
+            if isinstance(e.event, Reading) and e.event.value == bad:
+                return f"events[{e.seq}]: value {bad} is not acceptable"
+        return None
+
+    return check
+
+
+def test_a_poison_event_is_isolated_alerts_first_and_nothing_else_is_lost(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    store.commit([reading(0.0, value=666.0), *readings(40, start=1.0)])
+    store.commit([alert(50.0)])
+    council = FakeCouncil(identity, clock)
+    council.refuse = refuse_value(666.0)
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http)
+            first = await uploader.upload_once()
+            assert first.outcome is Outcome.SENT and first.rejected == 1 and first.held == 41
+            assert first.requests <= 2 + 2 * 6  # a bisection, not one request per event
+            assert (await uploader.drain()).ok
+
+    asyncio.run(scenario())
+    accepted = [[e.event for e in b.events] for b in council.batches]
+    assert all(isinstance(e, Alert) for e in accepted[0])  # the alert, alone and first
+    assert 1 not in council.held
+    assert sorted(council.held) == list(range(2, 44))  # 2..42 ours, 43 the report
+    assert council.held[43]["system"] == "upload_rejected"
+    assert council.held[43]["details"]["seqs"] == [1]
+    assert "666" in council.held[43]["details"]["reason"]
+    assert store.status().rejected == 1 and store.queue_depth() == 0
+    assert records(store)[1]["value"] == 666.0  # kept for diagnosis
+
+
+def test_an_event_the_hub_cannot_encode_is_set_aside_without_a_request(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    """A NaN comes back from SQLite as NULL: encoding that reading fails every time."""
+    store.commit([reading(0.0, value=float("nan")), *readings(3, start=1.0), alert(9.0)])
+    council = FakeCouncil(identity, clock)
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http)
+            first = await uploader.upload_once()
+            assert first.outcome is Outcome.SENT and first.rejected == 1
+            assert first.requests == 1 and first.held == 4
+            assert (await uploader.drain()).ok
+
+    asyncio.run(scenario())
+    assert sorted(council.held) == [2, 3, 4, 5, 6]
+    assert council.held[6]["details"]["seqs"] == [1]
+    assert "cannot encode" in council.held[6]["details"]["reason"]
+
+
+def test_a_refused_health_report_sets_no_event_aside(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    store.commit(readings(10))
+    council = FakeCouncil(identity, clock)
+    council.refuse = lambda b: "health.uptime_s: expected a number" if b.health else None
+    reporter = HealthReporter(data_dir=store.path.parent)
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http)
+            uploader._health = reporter
+            result = await uploader.upload_once()
+            assert result.outcome is Outcome.SENT and result.rejected == 0 and result.held == 10
+
+    asyncio.run(scenario())
+    assert store.status().rejected == 0 and sorted(council.held) == list(range(1, 11))
+
+
+def test_a_council_refusing_everything_does_not_empty_the_outbox(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    store.commit(readings(100))
+    council = FakeCouncil(identity, clock)
+    council.refuse = lambda _b: "this council refuses everything"
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http)
+            result = await uploader.upload_once()
+            assert result.outcome is Outcome.REFUSED and "already set aside" in (result.error or "")
+
+    asyncio.run(scenario())
+    assert store.status().rejected == MAX_REJECTS_PER_ROUND
+    # Set aside: only the cap; each got its report, queued for the council.
+    assert store.queue_depth() == 100 - MAX_REJECTS_PER_ROUND + MAX_REJECTS_PER_ROUND
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        {"high_water": 2**63 - 1},
+        {"high_water": 2**40},
+        {"held": [(0, 2**62)], "high_water": 2**63 - 1},
+    ],
+)
+def test_an_absurd_acknowledgement_is_ignored(
+    store: Store, identity: HubIdentity, clock: FakeClock, forge: dict[str, Any]
+) -> None:
+    """A forged answer must neither mark events synced nor push the seq floor out of range."""
+    store.commit(readings(5))
+
+    def forged(council: FakeCouncil, request: httpx.Request) -> httpx.Response:
+        council.serve(request)
+        ack = {"new": 5, "duplicates": 0, "held": [(1, 5)], "conflicts": [], "config_version": 1}
+        return council.answer(200, {**ack, **forge})
+
+    council = FakeCouncil(identity, clock)
+    council.script = [forged]
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http)
+            result = await uploader.upload_once()
+            assert result.outcome is Outcome.RETRY and "ignored" in (result.error or "")
+            assert store.queue_depth() == 5
+            assert (await uploader.drain()).ok
+
+    asyncio.run(scenario())
+    assert store.commit([reading(60.0)]) == [6]
+
+
+def test_held_ranges_count_only_the_batchs_own_seqs(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    store.commit(readings(5))
+    council = FakeCouncil(identity, clock)
+
+    def wide(council: FakeCouncil, request: httpx.Request) -> httpx.Response:
+        council.serve(request)
+        ack = {"new": 3, "duplicates": 0, "held": [(0, 3), (10**15, 10**18)], "conflicts": []}
+        return council.answer(200, {**ack, "high_water": 5, "config_version": 1})
+
+    council.script = [wide]
+    held_now: list[int] = []
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http, batch_max_events=3)
+            result = await uploader.upload_once()
+            assert result.outcome is Outcome.SENT and result.held == 3
+            held_now.append(store.queue_depth())
+
+    asyncio.run(scenario())
+    assert held_now == [2]
+
+
+def test_the_signed_target_is_the_path_sent_behind_an_odd_prefix(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    store.commit(readings(3))
+    council = FakeCouncil(identity, clock)
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(
+                store, identity, council, http, url="https://council.test/hearth council/é"
+            )
+            assert (await uploader.drain()).ok
+
+    asyncio.run(scenario())
+    assert council.requests[0].url.raw_path == b"/hearth%20council/%C3%A9/v1/upload"
+    assert sorted(council.held) == [1, 2, 3]
+
+
+def test_an_alert_is_not_held_back_by_the_bandwidth_debt(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    store.commit(readings(400, sensors=7))
+    council = FakeCouncil(identity, clock)
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http, bandwidth_kib_s=0.1)
+            assert (await uploader.upload_once()).outcome is Outcome.SENT  # into debt
+            store.commit([alert(99.0)])
+            slept = len(clock.sleeps)
+            assert (await uploader.upload_once()).outcome is Outcome.SENT
+            assert clock.sleeps[slept:] == []  # went at once
+
+    asyncio.run(scenario())
+    assert isinstance(council.batches[1].events[0].event, Alert)
+
+
+def test_retry_after_with_non_ascii_digits_is_unreadable_not_a_crash() -> None:
+    assert retry_after_s("\u00b2", 0.0) is None
+    assert retry_after_s("\u0663", 0.0) is None  # Arabic-Indic three
+    assert retry_after_s(" 7 ", 0.0) == 7.0

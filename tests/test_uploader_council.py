@@ -4,6 +4,7 @@ signature checks), on SQLite and PostgreSQL, and through the fault-injecting pro
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import threading
@@ -347,3 +348,37 @@ def test_kill_9_during_uploads_then_resume_loses_and_duplicates_nothing(tmp_path
         assert kills == UPLOADER_KILLS and 0 < left < 3000
         assert held_by_council(council.store, hub_id) == records(store)
         store.close()
+
+
+def test_poison_events_are_set_aside_and_everything_else_arrives(
+    council_db_url: str, tmp_path: Path
+) -> None:
+    """An infinite reading (the council refuses it, 422) and a NaN one (read back from SQLite
+    as NULL: the hub cannot encode it) at the head of the outbox, readings and an alert
+    behind them: the alert arrives in the first request that is accepted, the readings
+    arrive, the two are set aside and reported, nothing else is lost."""
+    with running_council(council_db_url) as council:
+        hub_id, identity, store = enrolled(council, tmp_path)
+        store.commit([reading(0.0, value=math.inf), reading(0.5, value=math.nan)])
+        store.commit([reading(float(i), value=20.0 + i) for i in range(1, 30)])
+        store.commit([alert(40.0)])
+        clock = InstantClock()
+        seen: list[list[int]] = []
+
+        async def scenario() -> None:
+            async with make_http_client(ca_bundle=None, timeout_s=10.0) as http:
+                up = uploader_for(council.url, store, hub_id, identity, http, clock)
+                first = await up.upload_once()
+                seen.append(sorted(held_by_council(council.store, hub_id)))
+                assert first.rejected == 2
+                assert (await up.drain()).ok
+
+        asyncio.run(scenario())
+        assert 32 in seen[0]  # the alert (seq 32) was held after the very first round
+        held = held_by_council(council.store, hub_id)
+        ours = records(store)
+        assert 1 not in held and 2 not in held
+        reports = [b for b in held.values() if b.get("system") == "upload_rejected"]
+        assert sorted(s for r in reports for s in r["details"]["seqs"]) == [1, 2]
+        assert all(held[s] == ours[s] for s in range(3, 33))
+        assert store.queue_depth() == 0 and store.status().rejected == 2

@@ -71,6 +71,9 @@ class StoreStatus:
     # The uploader's last failure, when it is newer than the last successful sync:
     # {"message": ..., "at": unix seconds}. None while syncing works (or never tried).
     sync_problem: dict[str, Any] | None = None
+    # Events set aside because the council refused their content (Store.reject): never sent
+    # again, kept for diagnosis.
+    rejected: int = 0
 
 
 # Meta keys the uploader keeps in the buffer, so `hearth status` can show them beside a
@@ -285,6 +288,43 @@ class Store:
                 raise StoreWriteError(message) from exc
         return changed
 
+    def reject(self, seqs: Iterable[int], reason: str) -> int | None:
+        """Move these unsynced events out of the outbox for good (synced = 2, "rejected")
+        and commit an upload_rejected system event saying which and why, in one transaction;
+        returns that event's sequence number (None when none of them was still unsynced).
+
+        Why: the council refuses them for their content (or they cannot be encoded), and an
+        outbox read from its head would otherwise send them first forever, blocking alerts.
+        They stay in the buffer for diagnosis (`hearth status` counts them) and are pruned
+        only after synced events.
+        """
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return None
+        reason = reason[:500]
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                present = self._unsynced_among(wanted)
+                if not present:
+                    self._conn.execute("COMMIT")
+                    return None
+                marks = ",".join("?" * len(present))
+                self._conn.execute(
+                    f"UPDATE events SET synced = 2 WHERE synced = 0 AND seq IN ({marks})", present
+                )
+                seq = max(self._next_seq, self._file_floor() + 1)
+                self._reservation.ensure(seq)
+                details = {"seqs": present, "reason": reason}
+                report = SystemEvent(SystemKind.UPLOAD_REJECTED, details, self.clock.stamp())
+                self._conn.execute(INSERT, row_for(seq, report))
+                self._conn.execute("COMMIT")
+            except Exception as exc:
+                self._rollback()
+                raise StoreWriteError(f"could not set aside {len(wanted)} events: {exc}") from exc
+            self._next_seq = seq + 1
+        return seq
+
     def _set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
@@ -345,8 +385,16 @@ class Store:
             if high_water < self._next_seq:
                 return False
             try:
-                self._reservation.ensure(high_water)
+                # Compared with the file, inside the write lock: another process on this
+                # buffer (`hearth sync now` beside `hearth run`) may have numbered above
+                # this process's counter since it last committed.
                 self._conn.execute("BEGIN IMMEDIATE")
+                file_floor = self._file_floor()
+                if high_water <= file_floor:
+                    self._conn.execute("COMMIT")
+                    self._next_seq = max(self._next_seq, file_floor + 1)
+                    return False
+                self._reservation.ensure(high_water)
                 self._raise_meta_floor(high_water)
                 self._conn.execute("COMMIT")
             except Exception as exc:
@@ -536,6 +584,7 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
         else None
     )
     total, last_seq = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
+    rejected = conn.execute("SELECT count(*) FROM events WHERE synced = 2").fetchone()[0]
     open_alerts = read_open_alerts(conn)
     files = [path, path.with_name(path.name + "-wal")]
     return StoreStatus(
@@ -559,6 +608,7 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
         last_seq=last_seq,
         open_alerts=open_alerts,
         sync_problem=sync_problem,
+        rejected=rejected,
     )
 
 

@@ -1,7 +1,8 @@
 """Keeping the buffer within its byte quota and retention, in the order DESIGN.md promises.
 
-1. Synced events older than the retention go.
-2. Over quota: synced events go, oldest first.
+1. Synced (and rejected) events older than the retention go.
+2. Over quota: synced events go, oldest first; then rejected ones (synced = 2: refused by the
+   council, kept only for diagnosis), oldest first.
 3. Still over quota: the oldest *unsynced routine readings* go, and a gap event committed in
    the same transaction records exactly what was dropped (count, seq and time range, per
    sensor). Alerts and the hub's own system events are never dropped unsynced.
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 LOW_WATER = 0.9  # prune down to this fraction of the quota
 _CHUNK = 2000
 
-_EXPIRED = "SELECT seq FROM events WHERE synced = 1 AND wall_time < ? ORDER BY seq LIMIT ?"
+_EXPIRED = "SELECT seq FROM events WHERE synced != 0 AND wall_time < ? ORDER BY seq LIMIT ?"
 _OLDEST_SYNCED = "SELECT seq FROM events WHERE synced = 1 ORDER BY seq LIMIT ?"
+_OLDEST_REJECTED = "SELECT seq FROM events WHERE synced = 2 ORDER BY seq LIMIT ?"
 _OLDEST_ROUTINE = (
     "SELECT seq, wall_time, sensor_id FROM events"
     f" WHERE synced = 0 AND priority = {int(Priority.ROUTINE)} ORDER BY seq LIMIT ?"
@@ -74,7 +76,7 @@ class Gap:
 @dataclass
 class PruneReport:
     expired: int = 0  # synced, past retention
-    synced_pruned: int = 0  # synced, for the quota
+    synced_pruned: int = 0  # synced (or rejected), for the quota
     gap: Gap = field(default_factory=Gap)  # unsynced routine readings dropped
     gap_seq: int | None = None  # the gap event's sequence number, if one was written
     over_quota_after: bool = False
@@ -115,6 +117,8 @@ def enforce(
         if used_bytes(conn) > quota_bytes:
             target = int(quota_bytes * LOW_WATER)
             while used_bytes(conn) > target and (n := _delete_chunk(conn, _OLDEST_SYNCED)):
+                report.synced_pruned += n
+            while used_bytes(conn) > target and (n := _delete_chunk(conn, _OLDEST_REJECTED)):
                 report.synced_pruned += n
             while used_bytes(conn) > target and _drop_oldest_routine(conn, report.gap):
                 pass

@@ -49,7 +49,15 @@ class SequenceReservation:
             return 0
 
     def ensure(self, upto: int) -> None:
-        """Make sure `upto` is covered by the reservation on disk before it is used."""
+        """Make sure `upto` is covered by the reservation on disk before it is used.
+
+        The file is read again before it is written: another process on the same buffer
+        (`hearth sync now` beside `hearth run`) may have reserved further, and a reservation
+        must never go down. Callers hold the buffer's write lock (BEGIN IMMEDIATE) or the
+        store's lock, and writes are rare (once per SEQ_RESERVE_BLOCK numbers)."""
+        if upto <= self.reserved_upto:
+            return
+        self.reserved_upto = max(self.reserved_upto, self._read())
         if upto <= self.reserved_upto:
             return
         new_upto = upto + SEQ_RESERVE_BLOCK
