@@ -846,19 +846,21 @@ def write_config(path: Path, config: HubConfig) -> None:
 
     The re-validation catches a config changed with model_copy(update=...), which pydantic
     does not validate, before it can reach the disk and stop the hub from starting.
-    An existing file keeps its permissions; a file holding a BLE bindkey is never
-    world-readable.
+    An existing file keeps its permissions and (when root writes it) its owner and group; a
+    file holding a BLE bindkey is never world-readable.
     """
     path = Path(path)
     text = _HEADER + tomli_w.dumps(_to_toml_data(config))
     parse_config(text, str(path), path.absolute().parent)
+    owner: tuple[int, int] | None = None
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        st = path.stat()
+        mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
     except OSError:
         mode = 0o644
     if any(sensor.bindkey is not None for sensor in config.sensors):
         mode &= ~0o007
-    atomic_write_text(path, text, mode=mode)
+    atomic_write_text(path, text, mode=mode, owner=owner)
 
 
 _SIMULATED_HOME: tuple[tuple[str, SensorKind, str, RoomRole], ...] = (

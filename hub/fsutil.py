@@ -15,18 +15,25 @@ from pathlib import Path
 __all__ = ["atomic_write_bytes", "atomic_write_text"]
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write_text(
+    path: Path, text: str, mode: int = 0o644, owner: tuple[int, int] | None = None
+) -> None:
     """Replace `path` with UTF-8 `text` so a crash leaves the old file or the new one intact."""
-    atomic_write_bytes(path, text.encode("utf-8"), mode)
+    atomic_write_bytes(path, text.encode("utf-8"), mode, owner)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(
+    path: Path, data: bytes, mode: int = 0o644, owner: tuple[int, int] | None = None
+) -> None:
     """Replace `path` with `data` so a crash leaves the old file or the new one intact.
 
     The temporary file lives in the target's directory because a rename is only atomic within
     one filesystem. `mode` is applied exactly (the umask does not narrow it). If the target is a
     symlink, the link itself is replaced. On any failure before the rename, the temporary file is
     removed and the target is untouched.
+
+    `owner` (uid, gid) is given to the new file when running as root: an installer's `sudo`
+    edit of a config the service reads through its group must not leave it root's alone.
     """
     path = Path(path)
     directory = path.parent
@@ -38,6 +45,8 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
             while remaining:
                 written = os.write(fd, remaining)
                 remaining = remaining[written:]
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fd, *owner)
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:

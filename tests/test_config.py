@@ -428,6 +428,18 @@ def test_bindkey_file_is_not_world_readable(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another owner")
+def test_a_root_rewrite_keeps_the_files_owner_and_group(tmp_path: Path) -> None:
+    """`sudo hearth sensors add` on a root:hearth 0640 config must not leave it root:root,
+    unreadable by the service's user."""
+    path = tmp_path / "hub.toml"
+    write_config(path, _full_config(tmp_path))
+    os.chown(path, 4321, 8765)
+    write_config(path, _full_config(tmp_path))
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == (4321, 8765)
+
+
 def test_write_config_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "hub.toml"
     write_config(path, starter_config("Old", tmp_path, simulated=False))
