@@ -92,6 +92,10 @@ def council_url(council_db_on_each_engine: str) -> str:
     return council_db_on_each_engine
 
 
+def engine_of(url: str) -> str:
+    return url.split(":", 1)[0].split("+")[0]
+
+
 def proxy_to(council: CouncilServer, seed: int) -> FaultProxy:
     port = int(council.url.rsplit(":", 1)[1])
     return FaultProxy(("127.0.0.1", port), weights=WEIGHTS, seed=seed, retry_after=(1, 3))
@@ -352,7 +356,7 @@ def test_exactly_once_through_network_faults(council_url: str, tmp_path: Path) -
             producer.stop()
         stats = proxy.stats()
         hub, rows = hub_records(store), council_rows(council, hub_id)
-        engine = council_url.split(":", 1)[0].split("+")[0]
+        engine = engine_of(council_url)
         print(
             "\n"
             + counts_table(
@@ -464,13 +468,15 @@ KILL_POINTS: tuple[tuple[str, Callable[[str], bool]], ...] = (
 
 
 @pytest.mark.ci_required
-def test_exactly_once_when_the_hub_is_killed_during_uploads(tmp_path: Path) -> None:
+def test_exactly_once_when_the_hub_is_killed_during_uploads(
+    council_url: str, tmp_path: Path
+) -> None:
     seed = 20261129
     rng = random.Random(seed)
     started = time.monotonic()
     db = tmp_path / "hub.db"
     log = tmp_path / "worker.log"
-    with running_council(f"sqlite:///{tmp_path / 'council.db'}") as council:
+    with running_council(council_url) as council:
         hub_id, _ = council.enroll(tmp_path / "identity")
         with proxy_to(council, seed) as proxy:
             kills: Counter[str] = Counter()
@@ -511,7 +517,7 @@ def test_exactly_once_when_the_hub_is_killed_during_uploads(tmp_path: Path) -> N
             print(
                 "\n"
                 + counts_table(
-                    "hub kill -9 during uploads, council on sqlite",
+                    f"hub kill -9 during uploads, council on {engine_of(council_url)}",
                     stats,
                     {
                         **{f"kills {where}": n for where, n in sorted(kills.items())},
