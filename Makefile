@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO := demo-data
 HOME_DATA ?= ../shared/data/open-smart-home
 
-.PHONY: install demo test lint bench eval clean
+.PHONY: install demo test lint bench eval soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +40,10 @@ bench: $(STAMP)
 eval: $(STAMP)
 	$(BIN)/python -m hub.evaluation --homes 12 --days 90 --seed 1 --out eval-results
 
+# A simulated week of the hub: SIGTERM and SIGKILL restarts, council outages, RSS sampled
+# throughout, exactly-once checked at the end; prints the curve, writes soak-results/soak.json (~5 min).
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --days 7 --out soak-results
+
 clean:
-	rm -rf $(VENV) $(DEMO) bench-results eval-results .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO) bench-results eval-results soak-results .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import sys
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -70,14 +68,9 @@ def main_options(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:  # a line per HTTP request or migration step would drown the hub's own log
-        for chatty in ("httpx", "alembic"):
-            logging.getLogger(chatty).setLevel(logging.WARNING)
+    from hub.logging_setup import configure
+
+    configure(verbose)  # one line per record, journald priorities, storms rate-limited
 
 
 def _load(config_path: Path) -> HubConfig:
