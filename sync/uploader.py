@@ -86,6 +86,7 @@ MAX_HIGH_WATER_AHEAD = 2**32
 SQLITE_MAX_SEQ = 2**63 - 1
 # At most this many events are set aside in one round: more suggests the council refuses
 # everything (a version mismatch, say), and the uploader waits instead of emptying the outbox.
+# Events are only ever set aside in a round in which the council accepted others.
 MAX_REJECTS_PER_ROUND = 8
 
 
@@ -430,6 +431,14 @@ class Uploader:
                     prepared = smaller
                     await self._pace(prepared)
                     continue
+                if prepared.health:
+                    # Perhaps the council refuses the health report, not an event: the same
+                    # events once more without it, before any of them is suspected.
+                    bare = await asyncio.to_thread(self._encode_checked, prepared.events, {}, False)
+                    if bare is None:
+                        return  # all of them could not be encoded, and were set aside
+                    prepared = bare
+                    continue
                 await self._isolate(prepared.events, refusal, tally)
                 return
             await self._record(prepared, ack, tally)
@@ -443,21 +452,63 @@ class Uploader:
     ) -> None:
         """The council refused this batch for its content. Retrying it as it is would fail
         for ever and block everything behind it (the outbox is read from its head), alerts
-        included. So: a lone event is set aside (Store.reject, reported to the council by an
-        upload_rejected event); a larger batch sends its alerts alone first, then is cut in
-        halves, each sent and, if refused too, cut again. One bad event among n costs about
-        2 log2(n) requests. A transient failure on the way ends the round as usual; what was
-        acknowledged so far stays acknowledged."""
+        included. So the batch is cut down to the event(s) the council refuses (see
+        _narrow_down) and those are set aside (Store.reject, reported to the council by an
+        upload_rejected event), on two conditions that keep a council refusing everything (a
+        version mismatch, a proxy's tiny limit) from emptying the outbox, alerts first: the
+        council accepted other events in this same round, and at most
+        MAX_REJECTS_PER_ROUND are set aside. Otherwise nothing is set aside and the round
+        waits like any refusal. A transient failure on the way ends the round as usual; what
+        was acknowledged so far stays acknowledged."""
+        suspects: list[tuple[StoredEvent, str]] = []
+        await self._narrow_down(events, refusal, tally, suspects)
+        if not suspects:
+            return
+        if tally.held == 0:
+            await self._probe([stored.seq for stored, _ in suspects], refusal, tally)
+        if len(suspects) > MAX_REJECTS_PER_ROUND:
+            raise _Refused(
+                f"{refusal.reason} ({len(suspects)} events refused in one round: waiting"
+                " rather than setting so many aside)"
+            )
+        for stored, reason in suspects:
+            await asyncio.to_thread(self._reject, [stored], reason)
+
+    async def _probe(self, suspects: list[int], refusal: _ContentRefused, tally: _Tally) -> None:
+        """Nothing else in the batch was accepted (a lone event at the head of the outbox):
+        send the events queued behind the suspects, to learn whether the council takes
+        anything at all. Raises _Refused (set nothing aside, wait) when it does not, or when
+        nothing else waits (then the suspect blocks nothing yet)."""
+        excluded = set(suspects)
+        queued = await asyncio.to_thread(self.store.next_batch, self._max_events + len(excluded))
+        behind = [e for e in queued if e.seq not in excluded][: self._max_events]
+        prepared = (
+            await asyncio.to_thread(self._encode_checked, behind, {}, True) if behind else None
+        )
+        if prepared is not None:
+            await self._pace(prepared)
+            try:
+                await self._record(prepared, await self._post(prepared), tally)
+            except _ContentRefused:
+                pass
+        if tally.held == 0:
+            raise _Refused(
+                f"{refusal.reason} (the council accepted no other event either: waiting"
+                " rather than setting any aside)"
+            )
+
+    async def _narrow_down(
+        self,
+        events: list[StoredEvent],
+        refusal: _ContentRefused,
+        tally: _Tally,
+        suspects: list[tuple[StoredEvent, str]],
+    ) -> None:
+        """Send the refused batch again in parts: its alerts alone first, then halves, each
+        cut again if refused, until each refused event is alone (`suspects`). One bad event
+        among n costs about 2 log2(n) requests. The parts go without the health report."""
         if len(events) == 1:
-            so_far = self._status.events_rejected - tally.rejected_before
-            if so_far >= MAX_REJECTS_PER_ROUND:
-                # So many refusals point at the council (or the wire), not at the events:
-                # stop setting them aside and wait, as for any refusal.
-                raise _Refused(
-                    f"{refusal.reason} ({so_far} events already set aside this round:"
-                    " waiting before setting aside more)"
-                )
-            await asyncio.to_thread(self._reject, events, refusal.reason)
+            suspects.append((events[0], refusal.reason))
             return
         alerts = [e for e in events if isinstance(e.event, Alert)]
         if alerts and len(alerts) < len(events):
@@ -465,8 +516,6 @@ class Uploader:
         else:
             half = len(events) // 2
             parts = [events[:half], events[half:]]
-        # The parts go without the health report: if it, not an event, is what the council
-        # refuses, the events still arrive and none is set aside.
         for part in parts:
             prepared = await asyncio.to_thread(self._encode_checked, part, {}, False)
             if prepared is None:
@@ -475,7 +524,7 @@ class Uploader:
             try:
                 ack = await self._post(prepared)
             except _ContentRefused as again:
-                await self._isolate(prepared.events, again, tally)
+                await self._narrow_down(prepared.events, again, tally, suspects)
                 continue
             await self._record(prepared, ack, tally)
 

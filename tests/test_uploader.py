@@ -219,12 +219,14 @@ def make_uploader(
     **kw: Any,
 ) -> Uploader:
     on_config = kw.pop("on_config_version", None)
+    health = kw.pop("health", None)
     return Uploader(
         store,
         identity,
         HUB,
         settings(**kw),
         http,
+        health=health,
         clock=council.clock,
         rng=random.Random(seed),
         config_version=1,
@@ -1038,13 +1040,54 @@ def test_a_council_refusing_everything_does_not_empty_the_outbox(
     async def scenario() -> None:
         async with client(council) as http:
             uploader = make_uploader(store, identity, council, http)
-            result = await uploader.upload_once()
-            assert result.outcome is Outcome.REFUSED and "already set aside" in (result.error or "")
+            for _ in range(4):  # round after round: a circuit, not a slow drain
+                result = await uploader.upload_once()
+                assert result.outcome is Outcome.REFUSED
+                assert "accepted no other event" in (result.error or "")
 
     asyncio.run(scenario())
-    assert store.status().rejected == MAX_REJECTS_PER_ROUND
-    # Set aside: only the cap; each got its report, queued for the council.
-    assert store.queue_depth() == 100 - MAX_REJECTS_PER_ROUND + MAX_REJECTS_PER_ROUND
+    # Nothing is set aside while the council accepts nothing at all: it is the council (or
+    # the wire) that is wrong, and every event waits for it to be fixed.
+    assert store.status().rejected == 0
+    assert store.queue_depth() == 100
+
+
+def test_more_refused_events_than_the_cap_in_one_round_sets_none_aside(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    store.commit(readings(40))
+    council = FakeCouncil(identity, clock)
+    # Every event with an even seq is refused: 20 "bad" events among 40.
+    council.refuse = lambda batch: "even" if any(e.seq % 2 == 0 for e in batch.events) else None
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            result = await make_uploader(store, identity, council, http).upload_once()
+            assert result.outcome is Outcome.REFUSED and "so many" in (result.error or "")
+
+    asyncio.run(scenario())
+    assert store.status().rejected == 0
+    assert len(council.held) == 40 - 20 > MAX_REJECTS_PER_ROUND
+
+
+def test_a_lone_event_whose_health_report_is_refused_is_sent_without_it(
+    store: Store, identity: HubIdentity, clock: FakeClock
+) -> None:
+    """The common case on an idle hub: one alert plus the health report. A council that
+    refuses the report must still get the alert, and nothing is set aside."""
+    store.commit([alert(1.0, check="pull_cord")])
+    council = FakeCouncil(identity, clock)
+    council.refuse = lambda batch: "bad health" if batch.health else None
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(
+                store, identity, council, http, health=HealthReporter(Path("."))
+            )
+            assert (await uploader.upload_once()).outcome is Outcome.SENT
+
+    asyncio.run(scenario())
+    assert store.status().rejected == 0 and len(council.held) == 1
 
 
 @pytest.mark.parametrize(
