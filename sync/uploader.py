@@ -487,10 +487,8 @@ class Uploader:
         )
         if prepared is not None:
             await self._pace(prepared)
-            try:
+            with contextlib.suppress(_ContentRefused):  # then tally.held stays 0: below
                 await self._record(prepared, await self._post(prepared), tally)
-            except _ContentRefused:
-                pass
         if tally.held == 0:
             raise _Refused(
                 f"{refusal.reason} (the council accepted no other event either: waiting"
