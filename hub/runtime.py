@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from drivers.base import Emit, ReadingSource
 from hub import __version__
@@ -40,6 +40,17 @@ DRIVER_RETRY_MAX_S = 300.0
 STORE_MAX_SILENCE_S = 300.0  # a commit plus pruning on a slow SD card
 STORE_BEAT_EVERY_S = 15.0  # an idle flusher still beats this often
 CHECKS_MAX_SILENCE_S = 180.0  # three 60 s ticks
+
+
+@runtime_checkable
+class BeatingSource(Protocol):
+    """A driver with a loop of its own that beats the service watchdog (the BLE scanner):
+    its allowance comes from its own timeouts, so only it can say how long is too long."""
+
+    beat: Callable[..., object] | None
+
+    @property
+    def max_silence_s(self) -> float: ...
 
 
 @dataclass
@@ -165,6 +176,9 @@ class Hub:
             committer.add(SystemEvent(SystemKind.HUB_STARTED, started, self.clock.stamp()))
             engine = CheckEngine(self.config, self.clock, self._alert_to(committer), store)
             emit = self._emit_to(committer, engine)
+            for src in self.sources:
+                if isinstance(src, BeatingSource):
+                    src.beat = self.heartbeats.register(src.name, src.max_silence_s)
             sources = [
                 asyncio.create_task(self._supervise(src, emit, committer), name=src.name)
                 for src in self.sources
@@ -303,6 +317,8 @@ class Hub:
             log.error("driver %s stopped (%s); restarting in %.0f s", src.name, problem, delay)
             details = {"driver": src.name, "problem": problem, "retry_in_s": delay}
             committer.add(SystemEvent(SystemKind.DRIVER_FAILED, details, self.clock.stamp()))
+            if isinstance(src, BeatingSource) and src.beat is not None:
+                src.beat(within=delay + 60)  # restarting it on purpose, not stuck
             await asyncio.sleep(delay)  # real seconds: hardware recovers in real time
             delay = min(delay * 2, DRIVER_RETRY_MAX_S)
 

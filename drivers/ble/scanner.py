@@ -8,6 +8,10 @@ or that the adapter went away. So beside bleak we keep one small D-Bus connectio
 the first sign that the scan has died; the run loop then restarts scanning with jittered
 backoff. No advert from anyone for the silence time also restarts it (a wedged adapter).
 
+Every BlueZ call is bounded by a timeout, so the loop always comes round; it beats the hub's
+service watchdog (`beat`) as it does, and one that stops beating (a hang nothing here
+foresaw) stops the pings to systemd, which restarts the hub.
+
 bleak and dbus-fast are imported inside the functions that use them: importing this module
 must not load them, so `import hub` and `hearth --help` stay light.
 """
@@ -39,6 +43,10 @@ if TYPE_CHECKING:
     from hub.config import HubConfig, SensorConfig
 
 log = logging.getLogger(__name__)
+
+# Added to the longest healthy gap between two beats (see BleSource.max_silence_s): a busy
+# Pi's event loop, a slow SD card under the committer, a GC pause.
+BEAT_MARGIN_S = 30.0
 
 PASSIVE: Final = "passive"
 ACTIVE: Final = "active"
@@ -468,6 +476,7 @@ class BleSource:
         adapter: str | None = None,
         backoff: Backoff | None = None,
         bluez_timeout_s: float = 20.0,
+        beat: Callable[..., object] | None = None,
     ) -> None:
         if restart_after_silence_s <= 0:
             raise ValueError("restart_after_silence_s must be positive")
@@ -479,6 +488,9 @@ class BleSource:
         self.adapter = adapter
         self.backoff = backoff or Backoff()
         self.bluez_timeout_s = bluez_timeout_s
+        # The hub's watchdog beat (hub.service.Beat), set by the hub before run(); called
+        # with no argument for "making progress", or within=s before a long wait on purpose.
+        self.beat = beat
         self.stats = ScannerStats()
         self.pipeline: AdvertPipeline | None = None
         self._on_advert: Callable[..., None] = _nobody
@@ -496,6 +508,25 @@ class BleSource:
             ReportPolicy.from_config(config.report),
         )
 
+    @property
+    def max_silence_s(self) -> float:
+        """The longest a healthy run loop goes without beating, plus a margin.
+
+        Beats come at the top of the loop, after each supervision tick, and before each
+        backoff sleep (declaring the sleep). The longest gaps between them: opening our
+        D-Bus watch then starting bleak (passive, then active if passive is refused): three
+        BlueZ timeouts; or a supervision tick, stopping bleak, and the next attempt's
+        start. A tick plus three timeouts covers both."""
+        return self.silence_s / 4 + 3 * self.bluez_timeout_s + BEAT_MARGIN_S
+
+    def _beat(self, within: float | None = None) -> None:
+        if self.beat is None:
+            return
+        if within is None:
+            self.beat()
+        else:
+            self.beat(within=within)
+
     def health(self) -> dict[str, SensorHealth]:
         """Battery, RSSI and last heard per paired sensor (empty before run starts)."""
         return {} if self.pipeline is None else self.pipeline.health()
@@ -508,6 +539,7 @@ class BleSource:
             log.info("BLE: scanning actively: %s", self.plan.why)
         failures = quiet = 0
         while True:
+            self._beat()
             try:
                 end = await self._session(failures)
             except asyncio.CancelledError:
@@ -533,6 +565,7 @@ class BleSource:
             self.stats.last_trouble = end.why
             delay = self.backoff.delay(failures)
             self._log_failure(end.why, failures, delay)
+            self._beat(within=delay + self.max_silence_s)  # a long wait, not a hang
             await self.clock.sleep(delay)
 
     def _log_failure(self, why: str, failures: int, delay: float) -> None:
@@ -544,7 +577,15 @@ class BleSource:
         log.log(level, "BLE scanning stopped: %s; retry %d in %.3g s", why, failures, delay)
 
     async def _session(self, failures: int) -> _SessionEnd:
-        watch = await BluezWatch.open(self.adapter)
+        try:
+            # A bluetoothd that takes our calls and never answers must not hold the loop:
+            # the system bus may never time the calls out for us.
+            async with asyncio.timeout(self.bluez_timeout_s):
+                watch = await BluezWatch.open(self.adapter)
+        except TimeoutError as exc:
+            raise BluetoothUnavailable(
+                f"BlueZ did not answer within {self.bluez_timeout_s:g} s"
+            ) from exc
         try:
             started = await start_scanner(
                 self._detected, self.plan, watch.adapter, self.bluez_timeout_s
@@ -588,6 +629,7 @@ class BleSource:
         trouble = asyncio.ensure_future(watch.trouble())
         try:
             while True:
+                self._beat()
                 tick = asyncio.ensure_future(clock.sleep(self.silence_s / 4))
                 try:
                     await asyncio.wait({trouble, tick}, return_when=asyncio.FIRST_COMPLETED)
