@@ -22,6 +22,7 @@ from provisioning.council_cmd import council_app
 from provisioning.doctor_cmd import doctor
 from provisioning.sensors_cmd import sensors_app
 from provisioning.service_cmd import service_app
+from provisioning.setup_cmd import setup
 from provisioning.sync_cmd import enroll, sync_app
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ app.add_typer(sensors_app, name="sensors")
 app.add_typer(sync_app, name="sync")
 app.add_typer(council_app, name="council")
 app.add_typer(service_app, name="service")
+app.command()(setup)
 app.command()(enroll)
 app.command()(doctor)
 
