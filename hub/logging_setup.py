@@ -286,8 +286,15 @@ def _flush_limiter(handler: logging.Handler) -> None:
 
 
 def _flush_installed() -> None:
-    if _installed is not None:
-        _flush_limiter(_installed)
+    handler = _installed
+    if handler is None:
+        return
+    # At exit the stream may already be closed (a test runner's capture, a closed pipe):
+    # the summaries have nowhere to go then, and logging would print a traceback.
+    stream = getattr(handler, "stream", None)
+    if stream is not None and getattr(stream, "closed", False):
+        return
+    _flush_limiter(handler)
 
 
 def fields(**values: Any) -> dict[str, Any]:
