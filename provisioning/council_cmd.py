@@ -15,9 +15,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
+
+from provisioning.exits import fail as _fail
 
 if TYPE_CHECKING:
     from sync.council.store import CouncilEvent, CouncilStore
@@ -61,12 +63,6 @@ class KindChoice(StrEnum):
 class FormatChoice(StrEnum):
     csv = "csv"
     jsonl = "jsonl"
-
-
-def _fail(message: str) -> NoReturn:
-    for line in message.splitlines():
-        typer.echo(f"hearth: {line}", err=True)
-    raise typer.Exit(2)
 
 
 def _open(db: str) -> CouncilStore:

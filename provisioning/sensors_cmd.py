@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from provisioning.exits import fail as _fail
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -45,12 +47,6 @@ DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
 @sensors_app.callback()
 def sensors() -> None:
     """Find, add, remove, list and test the hub's sensors."""
-
-
-def _fail(message: str) -> NoReturn:
-    for line in message.splitlines():
-        typer.echo(f"hearth: {line}", err=True)
-    raise typer.Exit(2)
 
 
 @sensors_app.command("scan")

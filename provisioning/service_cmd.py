@@ -22,9 +22,12 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from provisioning.exits import fail as _fail
+from provisioning.exits import load_existing_config
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
@@ -264,12 +267,6 @@ def service_state(unit_dir: Path = DEFAULT_UNIT_DIR) -> ServiceState:
 # --- the commands ---------------------------------------------------------------------------
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    for line in message.splitlines():
-        typer.echo(f"hearth: {line}", err=True)
-    raise typer.Exit(code)
-
-
 def _say(line: str) -> None:
     typer.echo(line)
 
@@ -314,17 +311,6 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(argv, 127, "", str(exc))
-
-
-def _load(path: Path) -> HubConfig:
-    from hub.config import ConfigError, load_config
-
-    if not path.is_file():
-        _fail(f"no config at {path}: write one first with: hearth config init {path}")
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _fail(str(exc))
 
 
 def _hardware_groups(config: HubConfig) -> tuple[str, ...]:
@@ -483,7 +469,7 @@ def install(
 ) -> None:
     """Write, check, enable and start the systemd unit for `hearth run`."""
     config_path = config.absolute()
-    cfg = _load(config_path)
+    cfg = load_existing_config(config_path)
     binary = hearth_bin.absolute() if hearth_bin is not None else _hearth_executable()
     if binary is None:
         _fail("cannot find the installed hearth executable; pass --hearth-bin PATH")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from provisioning.exits import fail as _fail
+from provisioning.exits import load_existing_config
 
 if TYPE_CHECKING:
     import httpx
@@ -32,23 +35,6 @@ ConfigOption = Annotated[
 ]
 
 sync_app = typer.Typer(help="Upload to the council.", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    for line in message.splitlines():
-        typer.echo(f"hearth: {line}", err=True)
-    raise typer.Exit(code)
-
-
-def _load_existing(path: Path) -> HubConfig:
-    from hub.config import ConfigError, load_config
-
-    if not path.exists():
-        _fail(f"no config at {path}: write one first with: hearth config init {path}")
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _fail(str(exc))
 
 
 def _checked_council_url(url: str) -> str:
@@ -114,7 +100,7 @@ def enroll(
     from sync.enroll import RECORD_FILENAME, EnrollError
     from sync.enroll import enroll as run_enroll
 
-    cfg = _load_existing(config)
+    cfg = load_existing_config(config)
     url = _checked_council_url(council)
     bundle = ca_bundle.absolute() if ca_bundle is not None else cfg.council.ca_bundle
     if bundle is not None and not bundle.is_file():
@@ -231,7 +217,7 @@ def sync_now(
     from hub.runtime import store_limits
     from hub.store import Store, StoreOpenError
 
-    cfg = _load_existing(config)
+    cfg = load_existing_config(config)
     if cfg.hub.id is None or cfg.council.url is None:
         _fail(f"this hub is not enrolled (no hub id or council url in {config}): run hearth enroll")
     if not cfg.store_path.exists():
