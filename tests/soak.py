@@ -90,7 +90,9 @@ class Plan:
     max_growth_mb: float = 5.0
     sample_every_s: float = 0.25  # real
     table_every_s: float = 6 * 3600.0  # simulated: rows in the printed curve
-    min_outage_real_s: float = 4.0  # several uploader attempts at any speed, even across a restart
+    # Longer than the uploader's longest backoff (retry_max_s) plus its idle interval, so an
+    # outage always meets an attempt, even one that starts while a backoff is running.
+    min_outage_real_s: float = 6.0
     sync_interval_s: float = 1.0  # real, for the hub's uploader (the config's minimum)
     retry_max_s: float = 4.0  # real
     seed: int = 20261128
@@ -431,7 +433,11 @@ class Soak:
     def _outages(self, council: Council, proxy: FaultProxy) -> None:
         now = self.sim_now()
         for outage in self.outages:
-            if outage.started_real is None and now >= outage.start_s:
+            # One outage at a time: a later one waits for the one in progress to end (two at
+            # once would end each other's fault early and share their failed attempts).
+            busy = any(o.started_real is not None and o.report is None for o in self.outages)
+            if outage.started_real is None and now >= outage.start_s and not busy:
+                outage.end_s = max(outage.end_s, now + outage.end_s - outage.start_s)
                 outage.started_real = time.monotonic()
                 outage.started_sim = now
                 stats = proxy.stats()

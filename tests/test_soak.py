@@ -16,8 +16,10 @@ from tests.soak import LONG_LEG, Plan, render, run_soak
 
 
 def test_a_simulated_day_with_restarts_and_outages(tmp_path: Path) -> None:
-    plan = Plan(days=1.0, speed=4320.0, warmup_s=3 * 3600.0, max_growth_mb=10.0,
-                table_every_s=3600.0)  # fmt: skip
+    # 36 s of real time: room for the five outages one after another (5 s each, longer than
+    # a 3 s backoff plus the 1 s idle interval, so each meets an upload attempt).
+    plan = Plan(days=1.0, speed=2400.0, warmup_s=3 * 3600.0, max_growth_mb=10.0,
+                table_every_s=3600.0, retry_max_s=3.0, min_outage_real_s=5.0)  # fmt: skip
     report = run_soak(plan, tmp_path)
     print("\n" + render(report, plan))
     assert report.ok, [name for name, ok in report.checks.items() if not ok]
