@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ DRIVER_RETRY_MAX_S = 300.0
 STORE_MAX_SILENCE_S = 300.0  # a commit plus pruning on a slow SD card
 STORE_BEAT_EVERY_S = 15.0  # an idle flusher still beats this often
 CHECKS_MAX_SILENCE_S = 180.0  # three 60 s ticks
+# A deferred enrollment (`hearth setup` with no signal) is tried again at these intervals,
+# jittered, in real time: the network comes back in real time.
+ENROLL_RETRY_FIRST_S = 30.0
+ENROLL_RETRY_MAX_S = 3600.0
 
 
 @runtime_checkable
@@ -114,6 +119,7 @@ class Hub:
         self.config_path = config_path
         self.upload = upload  # False: never contact the council (replays, tests)
         self.uploader: Uploader | None = None
+        self._http: httpx.AsyncClient | None = None
         self.sensor_health = SensorHealth(config.sensors)
         # systemd's notify socket: only `hearth run` under the service has one.
         self.notifier = notifier if notifier is not None else Notifier(None)
@@ -193,7 +199,11 @@ class Hub:
             ]
             if duration_s is not None:
                 tasks.append(asyncio.create_task(self._stop_after(duration_s), name="timer"))
-            http = self._start_uploader(store, tasks)
+            self._http = self._start_uploader(store, tasks)
+            if self._http is None and self._enrollment_deferred():
+                tasks.append(
+                    asyncio.create_task(self._finish_enrollment(store, tasks), name="enroll")
+                )
             watchdog = Watchdog(self.notifier, self.heartbeats)
             if not self.stop_when_sources_end:  # a replay is not a service
                 tasks.append(asyncio.create_task(watchdog.run(), name="watchdog"))
@@ -207,8 +217,8 @@ class Hub:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if http is not None:
-                await http.aclose()
+            if self._http is not None:
+                await self._http.aclose()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -261,6 +271,47 @@ class Hub:
         self.heartbeats.register("uploader", self.uploader.round_allowance_s)
         tasks.append(asyncio.create_task(self.uploader.run(), name="uploader"))
         return http
+
+    def _enrollment_deferred(self) -> bool:
+        from sync.deferred import deferred_path
+
+        return (
+            self.upload
+            and self.config_path is not None
+            and self.config.hub.id is None
+            and deferred_path(self.config.hub.data_dir).exists()
+        )
+
+    async def _finish_enrollment(self, store: Store, tasks: list[asyncio.Task[None]]) -> None:
+        """Complete the enrollment the installer left deferred, retrying with backoff until
+        the council answers; then upload from this run on (no restart needed). A definite
+        refusal (the code was used, expired or revoked) is logged once: a new code is needed."""
+        from hub.config import load_config
+        from sync.deferred import finish_deferred_enrollment
+        from sync.enroll import EnrollError
+
+        assert self.config_path is not None
+        delay = ENROLL_RETRY_FIRST_S
+        while True:
+            try:
+                hub_id = await asyncio.to_thread(finish_deferred_enrollment, self.config_path)
+            except EnrollError as exc:
+                log.error(
+                    "the deferred enrollment was refused: %s; enroll with a new code:"
+                    " hearth enroll --council URL --code CODE",
+                    exc,
+                )
+                return
+            except Exception as exc:  # a config or disk problem: try again later
+                log.warning("could not finish the deferred enrollment: %s", exc)
+                hub_id = None
+            if hub_id is not None:
+                self.config = await asyncio.to_thread(load_config, self.config_path)
+                log.info("enrolled as %s: uploading from now on", hub_id)
+                self._http = self._start_uploader(store, tasks)
+                return
+            await asyncio.sleep(random.uniform(0.5, 1.0) * delay)
+            delay = min(delay * 2, ENROLL_RETRY_MAX_S)
 
     async def _apply_council_config(self) -> None:
         """Fetch the council's newer config, validate it against this hub's own rules and

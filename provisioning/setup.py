@@ -41,13 +41,17 @@ from hub.config import (
     write_config,
 )
 from hub.fsutil import atomic_write_text
+from sync.deferred import (
+    apply_enrollment,
+    defer_enrollment,
+    deferred_path,
+)
 
 if TYPE_CHECKING:
     from drivers.ble.scan import ScanResult
     from provisioning.doctor import Environment
 
 STATE_FILENAME = "setup-state.json"
-DEFERRED_FILENAME = "enroll-deferred.json"
 DEFAULT_ROOMS = "Living room, Kitchen, Bedroom, Bathroom, Hallway"
 
 # Step status in the state file. "skipped" and "deferred" count as finished for resuming;
@@ -253,19 +257,6 @@ def step_config(s: Session) -> str:
 # -- step 2: enrollment --------------------------------------------------------------------
 
 
-def _deferred_path(data_dir: Path) -> Path:
-    return data_dir / DEFERRED_FILENAME
-
-
-def _apply_enrollment(config_path: Path, url: str, answer: Any) -> tuple[str, list[str]]:
-    from provisioning.sync_cmd import enrolled_config
-
-    cfg = load_config(config_path)
-    updated, problems = enrolled_config(cfg, answer, url, cfg.council.ca_bundle)
-    write_config(config_path, updated)
-    return str(answer.hub_id), problems
-
-
 def step_enroll(s: Session) -> str:
     from hub.identity import KEY_FILENAME
     from sync.enroll import EnrollError, enroll
@@ -312,56 +303,13 @@ def step_enroll(s: Session) -> str:
                 raise SetupStopped(f"enrollment refused: {exc}") from None
             default_url = url
             continue
-        hub_id, problems = _apply_enrollment(s.config_path, url, answer)
+        hub_id, problems = apply_enrollment(s.config_path, url, answer)
         s.reload()
-        _deferred_path(cfg.hub.data_dir).unlink(missing_ok=True)
+        deferred_path(cfg.hub.data_dir).unlink(missing_ok=True)
         s.io.say(f"Enrolled as {hub_id}.")
         for problem in problems:
             s.io.say(f"warning: the council's settings were not applied: {problem}")
         return DONE
-
-
-def defer_enrollment(data_dir: Path, council_url: str, code: str) -> None:
-    """Keep what the service needs to enroll on its own once online. Mode 0600: the code
-    lets whoever holds it enroll a hub until it expires."""
-    record = {"council_url": council_url, "code": code, "deferred_at": time.time()}
-    atomic_write_text(_deferred_path(data_dir), json.dumps(record) + "\n", mode=0o600)
-
-
-def finish_deferred_enrollment(config_path: Path, *, timeout_s: float = 15.0) -> str | None:
-    """For the running service: try a deferred enrollment once.
-
-    Returns the hub id when it has just enrolled (config written, record removed), None when
-    there is nothing deferred or no connection yet (try again later). A definite refusal
-    (used or expired code) removes the record and raises EnrollError: retrying cannot help.
-    """
-    from sync.enroll import EnrollError, enroll
-
-    cfg = load_config(config_path)
-    path = _deferred_path(cfg.hub.data_dir)
-    try:
-        record = json.loads(path.read_text("utf-8"))
-        url, code = str(record["council_url"]), str(record["code"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        answer = enroll(
-            url,
-            code,
-            cfg.hub.data_dir,
-            name=cfg.hub.name,
-            ca_bundle=cfg.council.ca_bundle,
-            hub_id=cfg.hub.id,
-            timeout_s=timeout_s,
-        )
-    except EnrollError as exc:
-        if exc.definite:
-            path.unlink(missing_ok=True)
-            raise
-        return None
-    hub_id, _problems = _apply_enrollment(config_path, url, answer)
-    path.unlink(missing_ok=True)
-    return hub_id
 
 
 # -- step 3: rooms -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import typer
 
 from provisioning.exits import fail as _fail
 from provisioning.exits import load_existing_config
+from sync.enroll import enrolled_config
 
 if TYPE_CHECKING:
     import httpx
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from hub.identity import HubIdentity
     from hub.store import Store
     from sync.client import UploadClock
-    from sync.protocol import EnrollResponse
     from sync.uploader import DrainReport, UploaderStatus
 
 DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
@@ -47,33 +47,6 @@ def _checked_council_url(url: str) -> str:
         return str(CouncilSection.model_validate({"url": url.rstrip("/")}).url)
     except ValidationError as exc:
         _fail("--council: " + "; ".join(str(e["msg"]) for e in exc.errors()))
-
-
-def enrolled_config(
-    config: HubConfig, answer: EnrollResponse, council_url: str, ca_bundle: Path | None
-) -> tuple[HubConfig, list[str]]:
-    """`config` with the hub id, council address and the council's managed sections.
-
-    If the council's sections are refused by the hub's rules, the hub is still enrolled
-    (id and address are written) and keeps its own sections; the problems are returned so
-    the installer sees them, and a later config fetch can try again.
-    """
-    from hub.config import ConfigError, with_council_config
-
-    base = config.model_copy(
-        update={
-            "hub": config.hub.model_copy(update={"id": answer.hub_id}),
-            "council": config.council.model_copy(
-                update={"url": council_url, "ca_bundle": ca_bundle}
-            ),
-        }
-    )
-    try:
-        return with_council_config(
-            base, answer.config, answer.config_version, "the council's config"
-        ), []
-    except ConfigError as exc:
-        return base, [str(exc)]
 
 
 def enroll(

@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
@@ -38,6 +38,9 @@ from hub.identity import KEY_FILENAME, HubIdentity, KeyFileError
 from sync.client import response_detail, tls_context, untrusted_certificate
 from sync.health import software_version
 from sync.protocol import ENROLL_PATH, EnrollRequest, EnrollResponse
+
+if TYPE_CHECKING:
+    from hub.config import HubConfig
 
 log = logging.getLogger(__name__)
 
@@ -284,3 +287,30 @@ def _replace_key(staged: Path, target: Path) -> None:
 
 
 __all__ = ["RECORD_FILENAME", "EnrollError", "KeyFileError", "enroll"]
+
+
+def enrolled_config(
+    config: HubConfig, answer: EnrollResponse, council_url: str, ca_bundle: Path | None
+) -> tuple[HubConfig, list[str]]:
+    """`config` with the hub id, council address and the council's managed sections.
+
+    If the council's sections are refused by the hub's rules, the hub is still enrolled
+    (id and address are written) and keeps its own sections; the problems are returned so
+    the installer sees them, and a later config fetch can try again.
+    """
+    from hub.config import ConfigError, with_council_config
+
+    base = config.model_copy(
+        update={
+            "hub": config.hub.model_copy(update={"id": answer.hub_id}),
+            "council": config.council.model_copy(
+                update={"url": council_url, "ca_bundle": ca_bundle}
+            ),
+        }
+    )
+    try:
+        return with_council_config(
+            base, answer.config, answer.config_version, "the council's config"
+        ), []
+    except ConfigError as exc:
+        return base, [str(exc)]

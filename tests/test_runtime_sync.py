@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from drivers.base import Emit
 from hub.clock import SimulatedClock, SystemClock
 from hub.config import (
@@ -179,3 +181,63 @@ def test_a_hub_not_enrolled_runs_offline(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert hub.uploader is None
+
+
+def test_a_deferred_enrollment_is_finished_by_the_running_hub(
+    tmp_path: Path, council_db_url: str
+) -> None:
+    """`hearth setup` in a home with no signal leaves the enrollment deferred; the service
+    finishes it once the council answers and uploads from then on, without a restart."""
+    from sync.deferred import defer_enrollment, deferred_path
+
+    with running_council(council_db_url) as council:
+        data_dir = tmp_path / "hub"
+        config = HubConfig(hub=HubSection(name="Flat 9", data_dir=data_dir), sensors=_sensors())
+        path = tmp_path / "hub.toml"
+        write_config(path, config)
+        data_dir.mkdir()
+        defer_enrollment(data_dir, council.url, council.store.create_code(3600.0).code)
+        clock = SystemClock()
+        source = PushButtonSource(clock)
+        hub = Hub(config, clock, [source], config_path=path)
+
+        def hubs_with_events() -> list[str]:
+            return [e.hub_id for e in council.store.fleet() if e.events_held > 0]
+
+        async def scenario() -> None:
+            running = asyncio.create_task(hub.run())
+            await _until(lambda: bool(hubs_with_events()), "the first upload")
+            hub.stop()
+            await running
+
+        asyncio.run(scenario())
+        saved = load_config(path)
+        assert saved.hub.id is not None and hubs_with_events() == [saved.hub.id]
+        assert saved.council.url == council.url
+        assert not deferred_path(data_dir).exists()
+
+
+def test_a_deferred_enrollment_whose_code_is_refused_is_dropped_and_the_hub_runs_on(
+    tmp_path: Path, council_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sync.deferred import defer_enrollment, deferred_path
+
+    with running_council(council_db_url) as council:
+        data_dir = tmp_path / "hub"
+        config = HubConfig(hub=HubSection(name="Flat 9", data_dir=data_dir), sensors=_sensors())
+        path = tmp_path / "hub.toml"
+        write_config(path, config)
+        data_dir.mkdir()
+        defer_enrollment(data_dir, council.url, "AAAA-BBBB-CCCC")  # never issued
+        clock = SystemClock()
+        hub = Hub(config, clock, [PushButtonSource(clock)], config_path=path)
+
+        async def scenario() -> None:
+            running = asyncio.create_task(hub.run())
+            await _until(lambda: not deferred_path(data_dir).exists(), "the refusal")
+            hub.stop()
+            await running
+
+        asyncio.run(scenario())
+    assert hub.uploader is None and load_config(path).hub.id is None
+    assert "the deferred enrollment was refused" in caplog.text

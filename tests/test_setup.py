@@ -32,18 +32,16 @@ from provisioning.setup import (
     Options,
     ScriptedPrompter,
     Session,
-    defer_enrollment,
-    finish_deferred_enrollment,
     run_setup,
 )
+from sync.deferred import defer_enrollment, finish_deferred_enrollment
 from tests import fakebluez
 from tests.ble_vectors import BY_KEY, Vector
-from tests.council_server import council_db_url, running_council
+from tests.council_server import running_council
 from tests.fakebluez import FakeBlueZ
 
 pytestmark = pytest.mark.ci_required
 fake_bluez = fakebluez.fake_bluez  # the fixture
-council_db_url = council_db_url  # the fixture (re-exported so ruff sees it used)
 
 WAIT_S = 30.0  # pexpect's patience for one answer; each is normally well under a second
 THERMOMETER = BY_KEY["bthome-temp-humidity"]
