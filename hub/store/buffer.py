@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,14 +272,13 @@ class Store:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                changed = 0
-                for i in range(0, len(seq_list), 500):
-                    chunk = seq_list[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
-                    cur = self._conn.execute(
-                        f"UPDATE events SET synced = 1 WHERE synced = 0 AND seq IN ({marks})", chunk
+                changed = sum(
+                    cur.rowcount
+                    for cur in self._in_chunks(
+                        "UPDATE events SET synced = 1 WHERE synced = 0 AND seq IN ({marks})",
+                        seq_list,
                     )
-                    changed += cur.rowcount
+                )
                 self._set_meta("last_sync_at", str(self.clock.wall()))
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -309,10 +308,10 @@ class Store:
                 if not present:
                     self._conn.execute("COMMIT")
                     return None
-                marks = ",".join("?" * len(present))
-                self._conn.execute(
-                    f"UPDATE events SET synced = 2 WHERE synced = 0 AND seq IN ({marks})", present
-                )
+                for _ in self._in_chunks(
+                    "UPDATE events SET synced = 2 WHERE synced = 0 AND seq IN ({marks})", present
+                ):
+                    pass
                 seq = max(self._next_seq, self._file_floor() + 1)
                 self._reservation.ensure(seq)
                 details = {"seqs": present, "reason": reason}
@@ -405,17 +404,15 @@ class Store:
         return True
 
     def _unsynced_among(self, seqs: Sequence[int]) -> list[int]:
-        found: list[int] = []
+        sql = "SELECT seq FROM events WHERE synced = 0 AND seq IN ({marks})"
+        return sorted(row[0] for cur in self._in_chunks(sql, seqs) for row in cur)
+
+    def _in_chunks(self, sql: str, seqs: Sequence[int]) -> Iterator[sqlite3.Cursor]:
+        """Run `sql`, whose `{marks}` takes the placeholders, over `seqs` 500 at a time: one
+        statement may only bind so many parameters."""
         for i in range(0, len(seqs), 500):
             chunk = seqs[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            found.extend(
-                row[0]
-                for row in self._conn.execute(
-                    f"SELECT seq FROM events WHERE synced = 0 AND seq IN ({marks})", chunk
-                )
-            )
-        return sorted(found)
+            yield self._conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
     def _file_floor(self) -> int:
         """The highest number the file itself says was used (rows or the persisted floor)."""
