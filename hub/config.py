@@ -799,7 +799,8 @@ def with_council_config(
 
 
 def load_config(path: Path) -> HubConfig:
-    """Read and validate the config file; any problem becomes a ConfigError, never a crash."""
+    """Read and validate the config file, with the council state the service saved in the
+    data directory laid over it (hub.council_state); any problem becomes a ConfigError."""
     path = Path(path)
     source = str(path)
     try:
@@ -829,7 +830,11 @@ def load_config(path: Path) -> HubConfig:
             ],
         ) from None
     # Editors on Windows may add a byte-order mark, which TOML does not allow.
-    return parse_config(text.removeprefix("\ufeff"), source, path.absolute().parent)
+    config = parse_config(text.removeprefix("\ufeff"), source, path.absolute().parent)
+    # What the running service learnt from the council (it may not write this file).
+    from hub.council_state import with_council_state  # imports this module: not at the top
+
+    return with_council_state(config)
 
 
 def parse_config(text: str, source: str, base_dir: Path) -> HubConfig:

@@ -324,31 +324,35 @@ class Hub:
             return
         try:
             pushed = await uploader.fetch_config()
+            saved_to = None
             if self.config_path is not None:
-                await asyncio.to_thread(self._save_council_config, pushed)
+                saved_to = await asyncio.to_thread(self._save_council_config, pushed)
         except ConfigError as exc:
             log.error("council config refused: %s", "; ".join(exc.problems))
         except Exception as exc:  # the council or the network: tried again at the next start
             log.warning("could not fetch the council's config: %s", exc)
             return
         else:
-            if self.config_path is not None:
+            if saved_to is not None:
                 log.info(
                     "council config version %d saved to %s; it applies from the next start",
                     pushed.config_version,
-                    self.config_path,
+                    saved_to,
                 )
         uploader.applied_config_version = pushed.config_version  # refused ones too: no loop
 
-    def _save_council_config(self, pushed: CouncilConfig) -> None:
-        """Merge the council's sections into the file as it is now, not as it was at start:
-        an installer's edit (or a re-enrollment) since then must not be undone."""
-        from hub.config import load_config, with_council_config, write_config
+    def _save_council_config(self, pushed: CouncilConfig) -> Path:
+        """Merge the council's sections into the config as it is now, not as it was at start
+        (an installer's edit or a re-enrollment since must not be undone), and keep them in
+        the data directory: the service may not write the config file (hub.council_state)."""
+        from hub.config import load_config, with_council_config
+        from hub.council_state import save_council_state
 
         assert self.config_path is not None
         current = load_config(self.config_path)
-        updated = with_council_config(current, pushed.config, pushed.config_version)
-        write_config(self.config_path, updated)
+        return save_council_state(
+            with_council_config(current, pushed.config, pushed.config_version)
+        )
 
     async def _supervise(self, src: ReadingSource, emit: Emit, committer: GroupCommitter) -> None:
         """Run a driver; if it fails (or, in a live hub, ends) record it and restart it with

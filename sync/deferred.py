@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.config import load_config, write_config
+from hub.council_state import save_council_state
 from hub.fsutil import atomic_write_text
 from sync.enroll import EnrollError, enroll, enrolled_config
 
@@ -25,12 +26,22 @@ def deferred_path(data_dir: Path) -> Path:
     return data_dir / DEFERRED_FILENAME
 
 
-def apply_enrollment(config_path: Path, url: str, answer: Any) -> tuple[str, list[str]]:
-    """Write the council's answer into the config file as it is now (hub id, address, the
-    council's sections); returns the hub id and any council settings the hub refused."""
+def apply_enrollment(
+    config_path: Path, url: str, answer: Any, *, by_service: bool = False
+) -> tuple[str, list[str]]:
+    """Record the council's answer (hub id, address, the council's sections) over the config
+    as it is now; returns the hub id and any council settings the hub refused.
+
+    The installer's session writes the config file itself. The service (`by_service`) keeps
+    the answer in the data directory instead: under its systemd unit it may not write /etc,
+    and `load_config` lays that state over the file (hub.council_state).
+    """
     cfg = load_config(config_path)
     updated, problems = enrolled_config(cfg, answer, url, cfg.council.ca_bundle)
-    write_config(config_path, updated)
+    if by_service:
+        save_council_state(updated)
+    else:
+        write_config(config_path, updated)
     return str(answer.hub_id), problems
 
 
@@ -70,6 +81,6 @@ def finish_deferred_enrollment(config_path: Path, *, timeout_s: float = 15.0) ->
             path.unlink(missing_ok=True)
             raise
         return None
-    hub_id, _problems = apply_enrollment(config_path, url, answer)
+    hub_id, _problems = apply_enrollment(config_path, url, answer, by_service=True)
     path.unlink(missing_ok=True)
     return hub_id

@@ -21,6 +21,7 @@ from hub.config import (
     load_config,
     write_config,
 )
+from hub.council_state import council_state_path
 from hub.events import Quantity, Reading
 from hub.runtime import Hub
 from tests.council_server import CouncilServer, running_council
@@ -137,15 +138,18 @@ def test_sensor_health_reaches_the_fleet_view(tmp_path: Path, council_db_url: st
         assert entry.software_version
 
 
-def test_a_config_pushed_by_the_council_is_saved_to_the_hub_file(
+def test_a_config_pushed_by_the_council_is_kept_in_the_data_dir_and_applies(
     tmp_path: Path, council_db_url: str
 ) -> None:
+    """Under its systemd unit the service may write only the data directory: the pushed
+    sections are kept there, `load_config` lays them over the file, the file is untouched."""
     with running_council(council_db_url) as council:
         config = _enrolled_config(council, tmp_path / "hub")
         hub_id = config.hub.id
         assert hub_id is not None
         path = tmp_path / "hub.toml"
         write_config(path, config)
+        installers_file = path.read_bytes()
         clock = SystemClock()
         source = PushButtonSource(clock)
         hub = Hub(config, clock, [source], config_path=path)
@@ -166,6 +170,8 @@ def test_a_config_pushed_by_the_council_is_saved_to_the_hub_file(
         saved = load_config(path)
         assert saved.checks.cold_home.warning_below_c == 17.0
         assert saved.sensors == config.sensors  # the installer's part is untouched
+        assert path.read_bytes() == installers_file
+        assert council_state_path(config.hub.data_dir).exists()
 
 
 def test_a_hub_not_enrolled_runs_offline(tmp_path: Path) -> None:
@@ -195,6 +201,7 @@ def test_a_deferred_enrollment_is_finished_by_the_running_hub(
         config = HubConfig(hub=HubSection(name="Flat 9", data_dir=data_dir), sensors=_sensors())
         path = tmp_path / "hub.toml"
         write_config(path, config)
+        installers_file = path.read_bytes()
         data_dir.mkdir()
         defer_enrollment(data_dir, council.url, council.store.create_code(3600.0).code)
         clock = SystemClock()
@@ -215,6 +222,7 @@ def test_a_deferred_enrollment_is_finished_by_the_running_hub(
         assert saved.hub.id is not None and hubs_with_events() == [saved.hub.id]
         assert saved.council.url == council.url
         assert not deferred_path(data_dir).exists()
+        assert path.read_bytes() == installers_file  # kept in the data directory instead
 
 
 def test_a_deferred_enrollment_whose_code_is_refused_is_dropped_and_the_hub_runs_on(
@@ -234,7 +242,14 @@ def test_a_deferred_enrollment_whose_code_is_refused_is_dropped_and_the_hub_runs
 
         async def scenario() -> None:
             running = asyncio.create_task(hub.run())
-            await _until(lambda: not deferred_path(data_dir).exists(), "the refusal")
+            # The record goes first, then the log line: wait for both before stopping.
+            await _until(
+                lambda: (
+                    not deferred_path(data_dir).exists()
+                    and "the deferred enrollment was refused" in caplog.text
+                ),
+                "the refusal",
+            )
             hub.stop()
             await running
 
