@@ -1,10 +1,11 @@
 """`make demo`: the whole flow on one machine, with the commands a council admin and an
 installer would type, each printed before it runs.
 
-A council service on loopback (SQLite), two hubs enrolled with fresh one-time codes: a
-simulated flat living one day at 3600x with its uploader running, and the real Open Smart
-Home flat replayed from its recordings and synced afterwards. At the end it shows what
-arrived at the council and how to look further.
+A council service on loopback (SQLite), three hubs enrolled with fresh one-time codes: a
+simulated flat living one day at 3600x with its uploader running, the real Open Smart Home
+flat replayed from its recordings and synced afterwards, and a scripted installation
+(`hearth setup --non-interactive`, as an installer's script would run it). At the end it
+shows what arrived at the council and how to look further.
 
 The commands run as separate processes (the real `hearth` entry point), so the demo exercises
 exactly what an admin or installer runs; only the orchestration lives here.
@@ -97,6 +98,9 @@ def _show_arrivals(url: str, token: str) -> None:
     fleet = httpx.get(f"{url}/v1/fleet", headers=headers, timeout=30).raise_for_status().json()
     _say("What arrived at the council (GET /v1/fleet)")
     for hub in fleet["hubs"]:
+        if hub.get("last_contact") is None:
+            print(f"{hub['hub_id']}  {hub.get('name') or '':24}  enrolled, not in contact yet")
+            continue
         print(
             f"{hub['hub_id']}  {hub.get('name') or '':24}  events {hub['events_held']:>7}"
             f"  queue left {hub.get('queue_depth')}  software {hub.get('software_version')}"
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(token saved in {token_file})")
     codes = [
         _hearth("council", "code", "create", "--expires", "1h", "--db", db_url, capture=True)
-        for _ in range(2)
+        for _ in range(3)
     ]
     print(f"(codes: {', '.join(codes)})")
 
@@ -176,6 +180,15 @@ def main(argv: list[str] | None = None) -> int:
             _hearth("sync", "now", "--config", flat_toml)
         else:
             _say(f"{args.home_data} not found: the replayed flat is skipped")
+
+        _say("Installer, flat 3: a scripted installation, every answer given as a flag")
+        setup_toml = str(out / "flat3.toml")
+        _hearth(
+            "setup", "--non-interactive", "--config", setup_toml, "--name", "Flat 3",
+            "--data-dir", str(out / "flat3"), "--council", url, "--code", codes[2],
+            "--rooms", "Lounge, Bedroom, Kitchen, Bathroom", "--cold-warning-c", "17",
+            "--no-service",
+        )  # fmt: skip
 
         _show_arrivals(url, token)
 

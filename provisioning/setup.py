@@ -192,6 +192,7 @@ class Options:
     listen_s: float = 20.0
     gpio_wait_s: float = 30.0
     restart: bool = False
+    no_service: bool = False
 
 
 @dataclass
@@ -723,7 +724,7 @@ def step_service(s: Session) -> str:
     from provisioning.service_cmd import DEFAULT_UNIT_DIR, DEFAULT_USER, install
 
     command = f"sudo hearth service install --config {s.config_path.absolute()}"
-    blocker = service_blocker()
+    blocker = "left for later (--no-service)" if s.options.no_service else service_blocker()
     if blocker is not None:
         s.io.say(f"Skipped the service: {blocker}. To install it: {command}")
         s.state.notes["service"] = f"install the service: {command}"

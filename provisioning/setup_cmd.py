@@ -60,6 +60,12 @@ def setup(
             "--wait-seconds", help="How long a live test waits for the sensor (GPIO, bindkey)."
         ),
     ] = 30.0,
+    no_service: Annotated[
+        bool,
+        typer.Option(
+            "--no-service", help="Leave the service alone (install it later: hearth service)."
+        ),
+    ] = False,
 ) -> None:
     """Set up this hub step by step: config, council, rooms, sensors, thresholds, doctor,
     service. Interrupted? Run it again: it continues where it stopped."""
@@ -84,6 +90,7 @@ def setup(
         listen_s=wait_seconds,
         gpio_wait_s=wait_seconds,
         restart=restart,
+        no_service=no_service,
     )
     io: Prompter = ScriptedPrompter() if non_interactive else TerminalPrompter()
     raise typer.Exit(run_setup(Session(config, io, options)))

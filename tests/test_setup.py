@@ -292,9 +292,11 @@ def test_non_interactive_with_flags_enrolls_and_sets_thresholds(
             data_dir=data,
             rooms="Kitchen, Lounge",
             cold_warning_c=17.5,
+            no_service=True,
         )
         status, lines = scripted(config, options)
     assert status == 0, lines
+    assert any("left for later (--no-service)" in line for line in lines)
     cfg = load_config(config)
     assert cfg.hub.id is not None and str(cfg.council.url).rstrip("/") == council.url
     assert cfg.checks.cold_home.warning_below_c == 17.5
