@@ -73,6 +73,7 @@ def test_the_unit_has_every_directive_the_issue_asks_for() -> None:
     assert service["NoNewPrivileges"] == "yes"
     assert service["ProtectSystem"] == "strict"
     assert service["ReadWritePaths"] == "/srv/hearth-data"  # the data dir and nothing else
+    assert service["MemoryMax"] == "256M"  # a leak found after months restarts, never swaps
     assert service["PrivateTmp"] == "yes"
     assert service["ProtectHome"] == "yes"
     assert service["CapabilityBoundingSet"] == ""  # BLE via D-Bus, GPIO via group: none
