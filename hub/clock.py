@@ -13,13 +13,16 @@ import ctypes.util
 import heapq
 import itertools
 import time
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from hub.events import Stamp
 
 # adjtimex(2) returns TIME_ERROR when the kernel's clock is not synchronised (no NTP yet).
 _TIME_ERROR = 5
 _TIMEX_WORDS = 64  # struct timex is under 256 bytes on every Linux ABI; oversize it safely
+# A random id the kernel makes at each boot: what says two monotonic readings are comparable.
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class Clock(Protocol):
@@ -30,6 +33,29 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class BootClock(Protocol):
+    """A clock whose `monotonic` is the kernel's for one boot, and which can tell when its
+    wall clock is synchronised: what the store needs to correct unsynchronised stamps
+    (hub.store.clockfix). Only the real clock is one: simulated and virtual time is
+    "synchronised" by definition, so nothing they stamp needs correcting.
+    """
+
+    @property
+    def boot_id(self) -> str | None: ...
+
+    def synced_origin(self) -> float | None: ...
+
+
+def read_boot_id(path: Path = _BOOT_ID) -> str | None:
+    """This boot's id from the kernel, or None where there is none (not Linux)."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
 
 
 def kernel_clock_synchronised() -> bool:
@@ -57,6 +83,11 @@ class SystemClock:
         self._recheck_s = recheck_s
         self._synced = False
         self._checked_at = float("-inf")
+        self._boot_id = read_boot_id()
+
+    @property
+    def boot_id(self) -> str | None:
+        return self._boot_id
 
     def synced(self) -> bool:
         now = time.monotonic()
@@ -73,6 +104,13 @@ class SystemClock:
 
     def stamp(self) -> Stamp:
         return Stamp(time.time(), self.synced(), time.monotonic())
+
+    def synced_origin(self) -> float | None:
+        """The wall time at which this boot's monotonic clock read 0, while NTP vouches for
+        the wall clock; None while it does not."""
+        if not self.synced():
+            return None
+        return time.time() - time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

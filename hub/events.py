@@ -111,12 +111,18 @@ class SystemKind(StrEnum):
     """Events the hub itself records about its own health and its buffer."""
 
     GAP = "gap"  # routine readings dropped to stay within the storage quota
+    STORAGE_FULL = "storage_full"  # the disk is full: the buffer degrades (hub.store.diskfull)
+    STORAGE_OK = "storage_ok"  # the disk has room again after STORAGE_FULL
     STORE_RECOVERED = "store_recovered"  # a damaged buffer was moved aside and a new one begun
     HUB_STARTED = "hub_started"
     DRIVER_FAILED = "driver_failed"  # a driver stopped; its sensors are unread until restarted
     # Events the council refused for their content (or the hub could not encode): moved out
     # of the outbox so they stop blocking everything behind them; details {seqs, reason}.
     UPLOAD_REJECTED = "upload_rejected"
+    # Events stamped before the clock was synchronised, already uploaded, whose wall times
+    # are now known: details {boot_id, origin, source, seq_ranges}; the council sets each
+    # one's wall_time to origin + monotonic (hub.store.clockfix).
+    CLOCK_CORRECTED = "clock_corrected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +132,16 @@ class Stamp:
     `wall_time` is Unix seconds from the wall clock, which may be wrong until NTP has synced
     (`clock_synced`). `monotonic` is seconds on the boot's monotonic clock: never jumps, but
     only comparable within one boot. Ordering always uses the store's sequence, not either.
+
+    `clock_corrected`: stamped while the clock was not synchronised (`clock_synced` stays
+    False), and `wall_time` since rewritten as this boot's true origin + `monotonic`, once a
+    later sync revealed that origin (hub.store.clockfix).
     """
 
     wall_time: float
     clock_synced: bool
     monotonic: float
+    clock_corrected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +221,10 @@ def event_to_record(event: Event) -> dict[str, JSONValue]:
         "clock_synced": stamp.clock_synced,
         "monotonic": stamp.monotonic,
     }
+    if stamp.clock_corrected:
+        # Only when set: an uncorrected record keeps the exact shape older hubs sent, so a
+        # batch re-sent across a software upgrade is still the same content to the council.
+        base["clock_corrected"] = True
     if isinstance(event, Reading):
         return {
             "kind": "reading",

@@ -20,11 +20,13 @@ from drivers.base import Emit, ReadingSource
 from hub import __version__
 from hub.checks import CheckEngine
 from hub.clock import Clock
+from hub.clockwatch import watch_clock
 from hub.config import HubConfig, PinFactoryChoice, SensorSource
 from hub.events import Alert, Reading, SystemEvent, SystemKind
 from hub.sensor_health import SensorHealth
 from hub.service import Beat, Heartbeats, Notifier, Watchdog
 from hub.store import GroupCommitter, Store, StoreLimits
+from hub.store.diskfull import RESERVE_BYTES
 
 if TYPE_CHECKING:
     import httpx
@@ -94,6 +96,7 @@ def store_limits(config: HubConfig) -> StoreLimits:
     return StoreLimits(
         quota_bytes=int(config.store.quota_mb * 1024 * 1024),
         retention_days=config.store.retention_days,
+        reserve_bytes=RESERVE_BYTES,  # kept free for a full disk (hub.store.diskfull)
     )
 
 
@@ -196,6 +199,8 @@ class Hub:
                     engine.run_ticks(self.heartbeats.register("checks", CHECKS_MAX_SILENCE_S)),
                     name="checks",
                 ),
+                # Corrects stamps made before NTP synchronised, uploading or not.
+                asyncio.create_task(watch_clock(store), name="clock"),
             ]
             if duration_s is not None:
                 tasks.append(asyncio.create_task(self._stop_after(duration_s), name="timer"))
@@ -263,7 +268,9 @@ class Hub:
             self.config.hub.id,
             settings,
             http,
-            health=HealthReporter(self.config.hub.data_dir, sensors=sensors),
+            health=HealthReporter(
+                self.config.hub.data_dir, sensors=sensors, storage=store.storage_report
+            ),
             config_version=self.config.council.config_version,
             on_config_version=config_changed,
             beat=Beat(self.heartbeats, "uploader"),  # a no-op until registered below
@@ -324,16 +331,20 @@ class Hub:
             return
         try:
             pushed = await uploader.fetch_config()
-            saved_to = None
-            if self.config_path is not None:
-                saved_to = await asyncio.to_thread(self._save_council_config, pushed)
-        except ConfigError as exc:
-            log.error("council config refused: %s", "; ".join(exc.problems))
         except Exception as exc:  # the council or the network: tried again at the next start
             log.warning("could not fetch the council's config: %s", exc)
             return
-        else:
-            if saved_to is not None:
+        if self.config_path is not None:
+            try:
+                saved_to = await asyncio.to_thread(self._save_council_config, pushed)
+            except ConfigError as exc:
+                log.error("council config refused: %s", "; ".join(exc.problems))
+            except Exception as exc:  # a full disk, say: the next answer or start tries again
+                log.warning(
+                    "could not save council config version %d: %s", pushed.config_version, exc
+                )
+                return
+            else:
                 log.info(
                     "council config version %d saved to %s; it applies from the next start",
                     pushed.config_version,

@@ -256,6 +256,12 @@ def status(
     if st.sync_problem is not None:
         problem = st.sync_problem
         table.add_row("Sync failing", f"{problem['message']} ({_ago(problem['at'])})")
+    if st.storage_full_since is not None:
+        table.add_row(
+            "Disk full",
+            f"since {_ago(st.storage_full_since)}: oldest readings make room, alerts kept;"
+            " free space on the card (hearth doctor)",
+        )
     alerts = [
         f"{a['severity']} {a['check']} in {a['room']} since {_ago(a['since'])}"
         for a in st.open_alerts

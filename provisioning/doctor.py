@@ -474,8 +474,8 @@ def check_disk(ctx: Context) -> Finding:
     said = f"{usage.free / _MB:,.0f} MB free of {usage.total / _MB:,.0f} MB ({fraction:.0%})"
     fix = (
         "free space on the SD card: remove large files you put there (sudo du -xh / |"
-        " sort -h | tail shows the biggest), or use a larger card. The buffer keeps alerts"
-        " and unsent events first when space runs out"
+        " sort -h | tail shows the biggest), or use a larger card. When space runs out the"
+        " buffer gives up synced data first, then the oldest unsent readings; never an alert"
     )
     if fraction < DISK_RED[0] or usage.free < DISK_RED[1]:
         return Finding("disk", Level.RED, f"disk almost full: {said}", fix, details)
@@ -533,6 +533,18 @@ def check_store(ctx: Context) -> Finding:
         return Finding("store", Level.RED, f"the buffer cannot be read: {exc}", restart, details)
     queued = sum(status.queue_depth.values())
     details.update(queue_depth=status.queue_depth, file_bytes=status.file_bytes)
+    if status.storage_full_since is not None:
+        details["storage_full_since"] = status.storage_full_since
+        return Finding(
+            "store",
+            Level.RED,
+            f"the disk has been full since {_ago(ctx.env.now() - status.storage_full_since)}:"
+            " the hub prunes its buffer to keep writing (synced data first, then the oldest"
+            " unsent readings; alerts are kept)",
+            "free space on the SD card (see the disk line); the hub goes back to normal by"
+            " itself once about 25 MB are free",
+            details,
+        )
     summary = f"buffer OK, {queued} event(s) waiting to upload"
     oldest = status.oldest_unsynced
     if oldest is not None:

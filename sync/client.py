@@ -14,7 +14,7 @@ from typing import Protocol
 
 import httpx
 
-from sync.protocol import HEADER_COUNCIL_TIME
+from sync.protocol import HEADER_COUNCIL_FEATURES, HEADER_COUNCIL_TIME, parse_features
 from sync.signing import Signer, sign_request
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,13 @@ class CouncilClient:
         self._signer = signer
         self._clock = clock
         self.clock_offset_s: float | None = None  # None until the council has answered once
+        # The council's time at which the hub's monotonic clock read 0, from the latest
+        # answer: the hub's boot origin by the council's clock (hub.store.clockfix). Taken
+        # against monotonic time, so a wall clock that jumps between answers changes nothing.
+        self.council_origin_s: float | None = None
+        # What the council said it understands (sync.protocol.HEADER_COUNCIL_FEATURES), from
+        # the latest answer that came from it (one with its time); None until then.
+        self.features: frozenset[str] | None = None
         self.requests = 0
         self.body_bytes = 0
 
@@ -135,6 +142,12 @@ class CouncilClient:
         when = council_time(response)
         if when is not None:
             self.clock_offset_s = when - self._clock.wall()
+            self.council_origin_s = when - self._clock.monotonic()
+            # No header: a council from before feature announcements, which has none. A
+            # proxy's own answer (no council time) says nothing about the council.
+            self.features = (
+                parse_features(response.headers.get(HEADER_COUNCIL_FEATURES)) or frozenset()
+            )
 
     def now(self) -> float:
         """The hub's best estimate of the council's time."""

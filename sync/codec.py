@@ -6,7 +6,8 @@ Layout (format version 1)::
 
 The payload is column-oriented, with unsigned LEB128 varints (signed ones zigzag-coded):
 
-    hub_id (text) | health (JSON object) | n | flags (n bytes: kind | clock_synced << 2)
+    hub_id (text) | health (JSON object) | n | flags (n bytes: kind | clock_synced << 2
+    | clock_corrected << 3; a stamp is never both: batches from before bit 3 decode the same)
     | seqs (first, then deltas) | wall_time (float column) | monotonic (float column, as its
     offset from wall_time: the boot offset is near constant, so deltas are tiny)
     | sensor ids, quantity names, series (sensor, quantity) pairs: dictionaries
@@ -53,6 +54,7 @@ _QUANTITIES = {q.value: q for q in Quantity}
 _KIND_READING, _KIND_ALERT, _KIND_SYSTEM = 0, 1, 2
 _KIND_NAMES = ("reading", "alert", "system")
 _SYNCED_BIT = 4
+_CORRECTED_BIT = 8
 
 # Float exceptions: values with no finite decimal mantissa, or whose sign a mantissa loses.
 _NAN, _POS_INF, _NEG_INF, _NEG_ZERO = 1, 2, 3, 4
@@ -174,8 +176,18 @@ def _json_bytes(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), default=str).encode("utf-8")
 
 
-def encode_batch(hub_id: str, events: Sequence[StoredEvent], health: Mapping[str, Any]) -> bytes:
+def encode_batch(
+    hub_id: str,
+    events: Sequence[StoredEvent],
+    health: Mapping[str, Any],
+    *,
+    corrected_flag: bool = True,
+) -> bytes:
     """The upload body for these events, in the order given (the uploader's priority order).
+
+    `corrected_flag` False: a corrected stamp goes without bit 3 (its corrected wall time,
+    flagged unsynchronised), for a council that has not announced it understands the bit
+    (sync.protocol.FEATURE_CLOCK_CORRECTED): an older one refuses the batch otherwise.
 
     Raises ValueError for what no valid batch may hold (empty hub id, repeated or
     non-positive sequence numbers), so the hub finds its own bug before the council does.
@@ -204,7 +216,11 @@ def encode_batch(hub_id: str, events: Sequence[StoredEvent], health: Mapping[str
             if isinstance(ev, Alert)
             else _KIND_SYSTEM
         )
-        flags.append(kind | (_SYNCED_BIT if ev.stamp.clock_synced else 0))
+        st = ev.stamp
+        corrected = corrected_flag and st.clock_corrected
+        flags.append(
+            kind | (_SYNCED_BIT if st.clock_synced else _CORRECTED_BIT if corrected else 0)
+        )
     w.buf += flags
     prev_seq = 0
     for se in events:
@@ -496,8 +512,10 @@ def _decode(payload: bytes, max_events: int) -> Batch:
     kinds: list[int] = []
     for i, f in enumerate(flags):
         kind = f & 3
-        if f & ~(3 | _SYNCED_BIT) or kind > _KIND_SYSTEM:
+        if f & ~(3 | _SYNCED_BIT | _CORRECTED_BIT) or kind > _KIND_SYSTEM:
             raise BatchError(f"events[{i}].flags: {f:#04x} is not a valid kind and clock flag")
+        if f & _SYNCED_BIT and f & _CORRECTED_BIT:
+            raise BatchError(f"events[{i}].flags: {f:#04x} says synchronised and corrected")
         kinds.append(kind)
 
     seqs: list[int] = []
@@ -552,7 +570,8 @@ def _decode(payload: bytes, max_events: int) -> Batch:
     next_reading = 0
     next_other = 0
     for i, kind in enumerate(kinds):
-        stamp = Stamp(walls[i], bool(flags[i] & _SYNCED_BIT), monos[i])
+        f = flags[i]
+        stamp = Stamp(walls[i], bool(f & _SYNCED_BIT), monos[i], bool(f & _CORRECTED_BIT))
         event: Event
         if kind == _KIND_READING:
             s, q = series[series_of[next_reading]]

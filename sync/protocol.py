@@ -40,6 +40,21 @@ HEALTH_PATH = f"{PREFIX}/health"
 # On every council response, refusals included: the council's Unix time when it answered, so
 # a hub without a battery-backed clock can sign with council time (see sync.signing).
 HEADER_COUNCIL_TIME = "X-Hearth-Time"
+# Also on every response: what this council understands beyond format version 1 (a comma-
+# separated list). A newer hub uses a feature only once its council has announced it, so a
+# hub can be upgraded before its council; an older council does not send the header.
+HEADER_COUNCIL_FEATURES = "X-Hearth-Features"
+# The clock_corrected stamp flag (sync.codec bit 3) and the clock_corrected system event.
+FEATURE_CLOCK_CORRECTED = "clock_corrected"
+COUNCIL_FEATURES: tuple[str, ...] = (FEATURE_CLOCK_CORRECTED,)
+
+
+def parse_features(header: str | None) -> frozenset[str] | None:
+    """The features a council announced (None: the header was absent, an older council)."""
+    if header is None:
+        return None
+    return frozenset(f.strip() for f in header.split(",") if f.strip())
+
 
 MAX_UPLOAD_BYTES = 1024 * 1024  # compressed body; larger is refused with 413
 MAX_BATCH_EVENTS = 5000  # events in one upload; more is refused with 422

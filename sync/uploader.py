@@ -47,7 +47,7 @@ import httpx
 from pydantic import ValidationError
 
 from hub.events import Alert, StoredEvent
-from hub.store import Store, StoreWriteError
+from hub.store import Store, StoreWriteError, clockfix
 from hub.store.buffer import META_LAST_SYNC_ERROR, META_LAST_SYNC_ERROR_AT
 from sync.backoff import Backoff, TokenBucket, honoured_delay, retry_after_s
 from sync.client import (
@@ -61,11 +61,13 @@ from sync.codec import CONTENT_TYPE, encode_batch
 from sync.health import HealthReporter
 from sync.protocol import (
     CONFIG_PATH,
+    FEATURE_CLOCK_CORRECTED,
     MAX_BATCH_EVENTS,
     MAX_UPLOAD_BYTES,
     UPLOAD_PATH,
     HubConfig,
     UploadAck,
+    parse_features,
 )
 from sync.signing import Signer
 
@@ -77,6 +79,9 @@ log = logging.getLogger(__name__)
 # Meta keys the uploader keeps in the store, for `hearth status` in another process.
 META_LAST_ERROR = META_LAST_SYNC_ERROR
 META_LAST_ERROR_AT = META_LAST_SYNC_ERROR_AT
+# What the council last said it understands (sync.protocol.HEADER_COUNCIL_FEATURES), kept so
+# a restarted hub does not send an older council what it refuses before its first answer.
+META_COUNCIL_FEATURES = "council_features"
 # After a failure, an alert committed during the backoff is tried again within this many
 # seconds (jittered) instead of waiting out up to retry_max_s.
 ALERT_RETRY_S = 10.0
@@ -258,6 +263,8 @@ class Uploader:
         self._clock = clock
         self._rng = rng or random.Random()
         self._council = CouncilClient(http, settings.url, hub_id, signer, clock)
+        self._features_kept = store.get_meta(META_COUNCIL_FEATURES)
+        self._council.features = parse_features(self._features_kept)
         self._health = health
         self._backoff = Backoff(settings.retry_base_s, settings.retry_max_s, self._rng)
         self._bucket = (
@@ -368,6 +375,7 @@ class Uploader:
         """GET /v1/config (signed): the council-managed sections and their version. Raises
         CouncilError on a refusal and httpx.RequestError when the council is unreachable."""
         response = await self._council.send("GET", CONFIG_PATH)
+        await asyncio.to_thread(self._keep_features)
         if response.status_code != 200:
             raise CouncilError(response.status_code, response_detail(response))
         try:
@@ -415,6 +423,7 @@ class Uploader:
             )
         except httpx.RequestError as exc:
             raise _Transient(describe_transport_error(exc)) from exc
+        await asyncio.to_thread(self._keep_features)
         return self._check_answer(response)
 
     async def _deliver(self, prepared: _Prepared, tally: _Tally) -> None:
@@ -480,7 +489,7 @@ class Uploader:
         anything at all. Raises _Refused (set nothing aside, wait) when it does not, or when
         nothing else waits (then the suspect blocks nothing yet)."""
         excluded = set(suspects)
-        queued = await asyncio.to_thread(self.store.next_batch, self._max_events + len(excluded))
+        queued = await asyncio.to_thread(self._next_batch, self._max_events + len(excluded))
         behind = [e for e in queued if e.seq not in excluded][: self._max_events]
         prepared = (
             await asyncio.to_thread(self._encode_checked, behind, {}, True) if behind else None
@@ -528,6 +537,7 @@ class Uploader:
 
     async def _record(self, prepared: _Prepared, ack: UploadAck, tally: _Tally) -> None:
         held, new, renumbered = await asyncio.to_thread(self._apply_ack, prepared, ack)
+        await asyncio.to_thread(self._correct_clock)
         tally.events += len(prepared.events)
         tally.held += held
         tally.new += new
@@ -597,7 +607,7 @@ class Uploader:
 
     def _prepare(self) -> _Prepared | None:
         while True:
-            events = self.store.next_batch(self._max_events)
+            events = self._next_batch(self._max_events)
             if not events:
                 return None
             # The queue the council should see is what still waits once this batch is held.
@@ -643,7 +653,7 @@ class Uploader:
         """Encode, cutting the batch (from its end: the lowest priority) until the body fits
         the byte bound. A single event is sent whatever its size; the council judges it."""
         while True:
-            body = encode_batch(self.hub_id, events, health)
+            body = encode_batch(self.hub_id, events, health, corrected_flag=self._clock_feature)
             if not cut or len(body) <= self._max_body or len(events) == 1:
                 return _Prepared(events, body, health)
             # Proportional guess with a margin, always at least one event fewer.
@@ -702,6 +712,48 @@ class Uploader:
             # The council holds them; they will be sent again and counted as duplicates.
             raise _Transient(f"could not record the acknowledgement in the buffer: {exc}") from exc
         return len(held), ack.new, len(moved)
+
+    @property
+    def _clock_feature(self) -> bool:
+        """Whether the council has said it understands corrected stamps (codec bit 3) and
+        clock_corrected events. Until it has, stamps go without the bit (their corrected
+        wall time, flagged unsynchronised) and the events wait in the outbox: an older
+        council refuses both, and the refusal would set events aside for good."""
+        return FEATURE_CLOCK_CORRECTED in (self._council.features or ())
+
+    def _next_batch(self, limit: int) -> list[StoredEvent]:
+        return self.store.next_batch(limit, hold_clock_reports=not self._clock_feature)
+
+    def _keep_features(self) -> None:
+        """Persist what the council announced, when it changed (rarely: an upgrade)."""
+        features = self._council.features
+        if features is None:
+            return
+        text = ",".join(sorted(features))
+        if text == self._features_kept:
+            return
+        try:
+            self.store.set_meta({META_COUNCIL_FEATURES: text})
+        except StoreWriteError as exc:  # kept in memory; the next answer tries again
+            log.warning("could not keep the council's features: %s", exc)
+            return
+        log.info("the council understands: %s", text or "no optional features")
+        self._features_kept = text
+        if FEATURE_CLOCK_CORRECTED in features:
+            self.wake()  # clock_corrected events held back may go now
+
+    def _correct_clock(self) -> None:
+        """The council's answer dates this boot's monotonic clock: correct what the hub
+        stamped before its clock was synchronised, the events just acknowledged included
+        (hub.store.clockfix). Best effort: a failure leaves them flagged, to retry later."""
+        origin = self._council.council_origin_s
+        boot = clockfix.boot_of(self._clock)
+        if origin is None or boot is None:
+            return  # a clock without a boot (tests, simulated time): nothing to correct
+        try:
+            self.store.correct_clock(clockfix.Origin(boot, origin, clockfix.OriginSource.COUNCIL))
+        except StoreWriteError as exc:
+            log.warning("%s", exc)
 
     def _persist_error(self, error: str, at: float) -> None:
         """Record the error for `hearth status`; once per distinct error in a run of

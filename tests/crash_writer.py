@@ -21,6 +21,11 @@ def main() -> None:
     committer = GroupCommitter(store, max_latency_s=0.002, max_batch=200, on_commit=report)
     committer.start()
     os.write(1, f"ready {store.last_seq}\n".encode())
+    write_forever(committer)
+
+
+def write_forever(committer: GroupCommitter) -> None:
+    """Readings, and an alert now and then, until killed (tests/diskfull_writer.py too)."""
     i = 0
     while True:
         i += 1

@@ -39,7 +39,7 @@ def test_a_reading_row_holds_its_columns_and_the_record_as_json() -> None:
         "hub_id": "hub-a", "seq": 7, "kind": "reading", "wall_time": 1_800_000_000.5,
         "clock_synced": True, "monotonic": 12.25, "sensor_id": "t1",
         "quantity": "temperature", "value": 20.5, "received_at": 5.0,
-        "body": json.dumps(record),
+        "body": json.dumps(record), "clock_corrected": False,
     }  # fmt: skip
     assert json.loads(row[BODY]) == record
 

@@ -25,7 +25,7 @@ from hub.events import (
 from sync.council.store import CouncilStore, StoreError, metadata
 from tests.council_server import postgres_database
 
-REVISIONS = ("0001", "0002", "0003")  # every revision, oldest first
+REVISIONS = ("0001", "0002", "0003", "0004")  # every revision, oldest first
 HEAD = REVISIONS[-1]
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
 
 from sync.council.db import make_engine
 from sync.council.store import CouncilStore, _alembic_config, metadata
@@ -80,10 +81,20 @@ def _event_row(hub_id: str, seq: int) -> dict[str, Any]:
     }
 
 
+def downgraded(url: str, revision: str) -> Engine:
+    """Downgrade the council database to `revision`; returns an engine on it (dispose it)."""
+    engine = make_engine(url)
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+    return engine
+
+
 def test_upgrading_0001_keeps_every_row_and_fills_in_the_new_figures(db_url: str) -> None:  # noqa: F811
     v1_database(db_url)
     store = CouncilStore.open(db_url)
-    assert store.applied_migrations == ("0002", "0003") and store.current_revision() == HEAD
+    assert store.applied_migrations == ("0002", "0003", "0004") and store.current_revision() == HEAD
 
     events = list(store.iter_events())
     assert [(e.id, e.hub_id, e.seq) for e in events] == [
@@ -135,17 +146,13 @@ def test_0002_downgrades_to_0001_and_upgrades_again(db_url: str) -> None:  # noq
     store.add_hub("hub-a", b"a" * 32)
     store.ingest("hub-a", [reading(1), reading(2)])
     store.close()
-    engine = make_engine(db_url)
-    config = _alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0001")
+    engine = downgraded(db_url, "0001")
     with engine.connect() as conn:
         assert set(sa.inspect(conn).get_table_names()) == {"alembic_version", "hubs", "events"}
         assert [c["name"] for c in sa.inspect(conn).get_columns("hubs")] == list(V1_HUBS.c.keys())
     engine.dispose()
     store = CouncilStore.open(db_url)
-    assert store.applied_migrations == ("0002", "0003")
+    assert store.applied_migrations == ("0002", "0003", "0004")
     assert [e.seq for e in store.iter_events()] == [1, 2]
     assert store.fleet_entry("hub-a").high_water == 2  # type: ignore[union-attr]
     store.close()
@@ -156,20 +163,16 @@ def test_0003_adds_the_signed_time_of_the_fleet_figures_and_downgrades(db_url: s
     assert CouncilStore._migrate(engine, "0002") == ["0001", "0002"]
     engine.dispose()
     store = CouncilStore.open(db_url)
-    assert store.applied_migrations == ("0003",)
+    assert store.applied_migrations == ("0003", "0004")
     store.add_hub("hub-a", b"a" * 32)
     store.ingest("hub-a", [reading(1)], received_at=10.0, signed_at=9.0)
     store.close()
-    engine = make_engine(db_url)
-    config = _alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0002")
+    engine = downgraded(db_url, "0002")
     with engine.connect() as conn:
         assert "signed_at" not in [c["name"] for c in sa.inspect(conn).get_columns("hubs")]
     engine.dispose()
     store = CouncilStore.open(db_url)
-    assert store.applied_migrations == ("0003",)
+    assert store.applied_migrations == ("0003", "0004")
     entry = store.fleet_entry("hub-a")
     assert entry is not None and entry.last_contact == 10.0
     # NULL after the upgrade: the next upload, whatever its time, updates the figures.

@@ -80,12 +80,16 @@ def test_a_refused_commit_keeps_its_events_for_the_next_attempt(store: Store) ->
     for i in range(1, 2000):
         committer.add(reading(i))
     committer.add(alert(5000))  # never raises into a check or driver...
-    assert store.last_seq == 1  # ...but the refused commit wrote nothing
+    # ...the refused batch wrote nothing, but its alert went in by itself (one row fits)
+    assert store.last_seq == 2 and store.events(after_seq=1)[0].event == alert(5000)
     assert committer.stats.failures == 1 and "full" in str(committer.stats.last_error)
+    assert committer.pending == 1999  # the readings wait for the retry
     refuse_writes(store, False)
     committer.flush()
     assert store.last_seq == 2001 and len(store.events(limit=10_000)) == 2001
-    assert store.events(after_seq=2000)[0].event == alert(5000)
+    assert [e.event for e in store.events(after_seq=2, limit=10_000)] == [
+        reading(i) for i in range(1, 2000)
+    ]
 
 
 def test_memory_stays_bounded_while_the_disk_refuses_and_alerts_are_kept(store: Store) -> None:
@@ -103,8 +107,9 @@ def test_memory_stays_bounded_while_the_disk_refuses_and_alerts_are_kept(store: 
     assert [e.check for e in events if isinstance(e, Alert)] == ["c0", "c1", "c2"]
     gaps = [e for e in events if isinstance(e, SystemEvent) and e.kind is SystemKind.GAP]
     kept_readings = sum(1 for e in events if isinstance(e, Reading))
-    assert len(gaps) == 1
-    assert gaps[0].details["dropped_readings"] + kept_readings == 900
+    # Each alert went in alone, with a gap event for the readings dropped before it.
+    assert len(gaps) == 3
+    assert sum(g.details["dropped_readings"] for g in gaps) + kept_readings == 900
 
 
 def test_the_flusher_outlives_a_failing_commit_listener(store: Store) -> None:
@@ -136,7 +141,8 @@ def test_an_unwritable_sequence_reservation_refuses_the_commit_and_loses_nothing
     assert store.last_seq == 1 and committer.stats.failures == 1 and committer.pending == 2
     store._reservation.path.rmdir()
     committer.flush()
-    assert [e.event for e in store.events(after_seq=1)] == [reading(1), alert(2)]
+    # After a refusal the alert goes in ahead of the readings queued before it.
+    assert [e.event for e in store.events(after_seq=1)] == [alert(2), reading(1)]
 
 
 def test_evidence_json_cannot_hold_is_kept_as_text(store: Store) -> None:
@@ -179,3 +185,20 @@ def test_a_fast_producer_on_a_healthy_disk_loses_nothing(store: Store) -> None:
         committer.add(reading(i))
     committer.close()
     assert store.last_seq == 5000 and committer.stats.dropped_in_memory == 0
+
+
+def test_after_a_refusal_queued_alerts_go_in_ahead_of_the_backlog(store: Store) -> None:
+    """While the disk refuses, a backlog of readings builds up; when writes resume, each of
+    its chunks may cost a refusal and a pruning on a full disk: the alerts queued behind it
+    go in first, in a transaction of their own."""
+    committer = GroupCommitter(store, max_latency_s=3600, max_batch=100)
+    store.commit([reading(0)])
+    store._conn.execute("PRAGMA query_only = ON")  # every write refused
+    for i in range(1, 351):
+        committer.add(reading(i))
+    committer.add(alert(1000))
+    assert committer.pending == 351 and committer.stats.failures >= 1
+    store._conn.execute("PRAGMA query_only = OFF")
+    committer.flush()
+    events = [e.event for e in store.events(after_seq=1, limit=1000)]
+    assert events == [alert(1000), *(reading(i) for i in range(1, 351))]

@@ -897,11 +897,11 @@ def test_an_unexpected_error_in_a_round_does_not_stop_the_uploader(
     calls = {"n": 0}
     real_next_batch = store.next_batch
 
-    def flaky_next_batch(limit: int = 500) -> list[StoredEvent]:
+    def flaky_next_batch(limit: int = 500, **options: bool) -> list[StoredEvent]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("a bug")
-        return real_next_batch(limit)
+        return real_next_batch(limit, **options)
 
     monkeypatch.setattr(store, "next_batch", flaky_next_batch)
 

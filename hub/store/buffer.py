@@ -13,10 +13,11 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
@@ -29,7 +30,7 @@ from hub.events import (
     SystemEvent,
     SystemKind,
 )
-from hub.store import quota, schema
+from hub.store import clockfix, diskfull, quota, schema
 from hub.store.recovery import (
     Recovery,
     SalvageStats,
@@ -38,11 +39,18 @@ from hub.store.recovery import (
     move_aside,
     salvage_unsynced,
 )
-from hub.store.rows import INSERT, SELECT, event_from_row, row_for
+from hub.store.rows import CLOCK_SYNCED, INSERT, SELECT, event_from_row, row_for
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _WAL_SIZE_LIMIT = 4 * 1024 * 1024
+# Rows corrected per transaction (hub.store.clockfix): bounds the lock hold and the WAL.
+CORRECT_CHUNK_ROWS = 5000
+# A CLOCK_CORRECTED system event, as hub.store.rows stores it.
+_IS_CLOCK_REPORT = (
+    f"(kind = 'system' AND json_extract(body, '$.system') = '{SystemKind.CLOCK_CORRECTED.value}')"
+)
 
 
 class StoreWriteError(Exception):
@@ -54,6 +62,8 @@ class StoreLimits:
     quota_bytes: int = 512 * 1024 * 1024
     retention_days: float = 30.0
     retention_sweep_every_s: float = 3600.0  # the sweep scans the table: not on every commit
+    # A file kept free for a full disk (hub.store.diskfull); the hub service uses 8 MiB.
+    reserve_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,9 @@ class StoreStatus:
     # Events set aside because the council refused their content (Store.reject): never sent
     # again, kept for diagnosis.
     rejected: int = 0
+    # Since when the disk has been full (hub.store.diskfull): the buffer prunes to keep
+    # writing. None: storage ok.
+    storage_full_since: float | None = None
 
 
 # Meta keys the uploader keeps in the buffer, so `hearth status` can show them beside a
@@ -110,8 +123,15 @@ class Store:
         self._reservation = reservation
         self._lock = threading.RLock()
         self._next_seq = self._load_next_seq()
+        self._boot = self._record_boot()  # None: this clock's stamps are never corrected
+        # The highest seq next_batch handed out in this process: up to it, an unsynced row
+        # may be in flight uncorrected, so correcting it is reported (clockfix.Correction).
+        self._sent_upto = 0
         self._retention_due = float("-inf")  # on the store clock's monotonic time
         self.recovery: Recovery | None = None
+        self.storage = diskfull.StorageGuard(  # disk full
+            conn, path, limits.reserve_bytes, clock, self.get_meta(diskfull.META_FULL_SINCE)
+        )
 
     # -- opening -------------------------------------------------------------------------
 
@@ -125,6 +145,8 @@ class Store:
     ) -> Store:
         """Open (creating or migrating) the buffer; a damaged file is moved aside, not fatal."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        limits = limits or StoreLimits()
+        diskfull.room_to_start(path, limits.reserve_bytes)  # a disk filled while stopped
         problem = find_problem(path)
         recovery = move_aside(path, problem) if problem else None
         conn = _connect(path)
@@ -135,11 +157,10 @@ class Store:
         applied = schema.apply(Database(conn))
         if applied:
             log.info("buffer %s: applied schema migrations %s", path, ", ".join(applied))
-        store = cls(
-            conn, path, limits or StoreLimits(), clock or SystemClock(), SequenceReservation(path)
-        )
+        store = cls(conn, path, limits, clock or SystemClock(), SequenceReservation(path))
         if recovery is not None:
             store._start_after_recovery(recovery)
+        store._finish_earlier_boots()
         return store
 
     def _load_next_seq(self) -> int:
@@ -174,6 +195,9 @@ class Store:
             carried += self._insert_salvaged(batch, alerts)
             floor = max(stats.max_seq or 0, self._reservation.reserved_upto)
             self._next_seq = max(self._next_seq, floor + 1)
+            if self._boot is not None:  # the salvaged rows below are not this boot's
+                with contextlib.suppress(sqlite3.Error):
+                    clockfix.renumber_boot(self._conn, self._boot, self._next_seq)
         details = {
             "moved_to": recovery.moved_to,
             "problem": recovery.problem,
@@ -207,19 +231,104 @@ class Store:
 
         Any failure (disk full, I/O error, the seq reservation unwritable) raises
         StoreWriteError with nothing written, so the caller can keep the events and retry.
+        A full disk is first met by making room in DESIGN.md's order (hub.store.diskfull).
         """
         if not events:
             return []
         with self._lock:
             try:
-                return self._commit_locked(events)
-            except sqlite3.IntegrityError:
-                # A sequence number already taken means our counter fell behind the file
-                # (it cannot by design; if it ever does, re-reading it beats jamming forever).
+                seqs = self._commit_making_room(events)
+            except StoreWriteError:
+                self.storage.commit_refused()
+                raise
+            except Exception as exc:  # making room failed oddly: still the caller keeps them
                 self._rollback()
-                log.error("sequence counter behind the buffer; re-reading it from the file")
-                self._next_seq = self._load_next_seq()
+                self.storage.commit_refused()
+                raise StoreWriteError(f"could not commit {len(events)} events: {exc}") from exc
+            try:  # the events are in: nothing here may make the caller commit them again
+                self._commit_storage_events()
+            except Exception:
+                log.exception("could not follow the disk's state after a commit")
+            return seqs
+
+    def _commit_making_room(self, events: Sequence[Event]) -> list[int]:
+        try:
+            return self._commit_locked(events)
+        except sqlite3.IntegrityError:
+            # A sequence number already taken means our counter fell behind the file
+            # (it cannot by design; if it ever does, re-reading it beats jamming forever).
+            self._rollback()
+            log.error("sequence counter behind the buffer; re-reading it from the file")
+            self._next_seq = self._load_next_seq()
+            return self._commit_locked(events)
+        except StoreWriteError as exc:
+            if not self._make_room(exc, events):
+                raise
+            try:
                 return self._commit_locked(events)
+            finally:
+                self.storage.settle(self._conn)
+
+    # -- disk full (hub.store.diskfull) ----------------------------------------------------
+
+    def _make_room(self, exc: StoreWriteError, events: Sequence[Event]) -> bool:
+        """A commit refused by a full disk: release the reserve and free pages inside the
+        file in DESIGN.md's order; returns whether retrying the commit is worth it."""
+        needed = self.storage.room_needed(self._conn, exc, events)
+        if not needed:
+            return needed == 0  # 0: the disk has room again, just retry
+        diskfull.checkpoint(self._conn)
+        self.storage.give_back(self._conn, exc, needed)
+        report = self._prune_for_room(needed)
+        self.storage.pruned(self._conn, report, needed)
+        diskfull.checkpoint(self._conn)
+        return True
+
+    def _prune_for_room(self, needed: int) -> quota.PruneReport | None:
+        """Prune until `needed` bytes are free inside the file; None if it could not. A
+        pruning the full disk refused (no room for its WAL frames) is tried once more after
+        half the reserve is released: without that the buffer would be jammed for good."""
+        for attempt in range(2):
+            try:
+                self._reservation.ensure(self._next_seq)  # the gap event may need it
+                report = quota.make_room(
+                    self._conn,
+                    needed_bytes=needed,
+                    last_seq=self._next_seq - 1,
+                    gap_stamp=self.clock.stamp(),
+                )
+            except (sqlite3.Error, OSError) as err:
+                if attempt or not self.storage.release_for_pruning(err):
+                    log.error("disk full, and no room could be made in the buffer yet: %s", err)
+                    return None
+                diskfull.checkpoint(self._conn)
+            else:
+                if report.gap_seq is not None:
+                    self._next_seq = report.gap_seq + 1
+                return report
+        return None
+
+    def _commit_storage_events(self) -> None:
+        """STORAGE_FULL or STORAGE_OK, when due, right after a commit that went through."""
+        due = self.storage.due(self._conn)
+        if not due:
+            return
+        try:
+            self._commit_locked(due)
+        except (StoreWriteError, sqlite3.IntegrityError) as exc:
+            self._rollback()
+            log.warning("storage state event not written yet (tried again later): %s", exc)
+        else:
+            self.storage.sent()
+            since = self.storage.full_since
+            try:  # for `hearth status` and `hearth doctor`, and the next start
+                self.set_meta({diskfull.META_FULL_SINCE: None if since is None else str(since)})
+            except StoreWriteError as exc:
+                log.warning("%s", exc)
+
+    def storage_report(self) -> dict[str, Any]:
+        """The health report's `storage` section (sync.health)."""
+        return self.storage.report(self.used_bytes(), self.limits.quota_bytes)
 
     def _commit_locked(self, events: Sequence[Event]) -> list[int]:
         first = self._next_seq
@@ -257,35 +366,62 @@ class Store:
 
     # -- the outbox ----------------------------------------------------------------------
 
-    def next_batch(self, limit: int = 500) -> list[StoredEvent]:
+    def next_batch(
+        self, limit: int = 500, *, hold_clock_reports: bool = False
+    ) -> list[StoredEvent]:
         """The next unsynced events to upload: alerts first, then system events, then readings;
-        oldest first within a priority."""
+        oldest first within a priority. `hold_clock_reports`: leave CLOCK_CORRECTED events
+        out (the council has not said it understands them: they wait, never set aside)."""
+        held = f" AND NOT {_IS_CLOCK_REPORT}" if hold_clock_reports else ""
         with self._lock:
             rows = self._conn.execute(
-                f"{SELECT} WHERE synced = 0 ORDER BY priority DESC, seq LIMIT ?", (limit,)
+                f"{SELECT} WHERE synced = 0{held} ORDER BY priority DESC, seq LIMIT ?", (limit,)
             ).fetchall()
+            # In the same lock hold: nothing leaves uncorrected once the origin is known.
+            if self._correct_batch_quietly([r[0] for r in rows]):
+                sql = SELECT + " WHERE seq IN ({marks})"
+                seqs = [r[0] for r in rows]
+                again = {r[0]: r for cur in self._in_chunks(sql, seqs) for r in cur}
+                rows = [again.get(r[0], r) for r in rows]
+            if rows:
+                self._sent_upto = max(self._sent_upto, max(r[0] for r in rows))
         return [event_from_row(r) for r in rows]
 
     def mark_synced(self, seqs: Iterable[int]) -> int:
         """Record that the council acknowledged these events; returns how many were new."""
         seq_list = list(seqs)
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                changed = sum(
-                    cur.rowcount
-                    for cur in self._in_chunks(
-                        "UPDATE events SET synced = 1 WHERE synced = 0 AND seq IN ({marks})",
-                        seq_list,
-                    )
+
+        def write() -> int:
+            changed = sum(
+                cur.rowcount
+                for cur in self._in_chunks(
+                    "UPDATE events SET synced = 1 WHERE synced = 0 AND seq IN ({marks})",
+                    seq_list,
                 )
-                self._set_meta("last_sync_at", str(self.clock.wall()))
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                message = f"could not mark {len(seq_list)} events synced: {exc}"
-                raise StoreWriteError(message) from exc
-        return changed
+            )
+            self._set_meta("last_sync_at", str(self.clock.wall()))
+            return changed
+
+        return self._write(write, f"mark {len(seq_list)} events synced")
+
+    def _write(self, write: Callable[[], _T], what: str) -> _T:
+        """Run `write` in one durable transaction under the store's lock. Refused by a full
+        disk, it is tried once more after a checkpoint (the WAL then starts again from its
+        beginning instead of growing). Any failure raises StoreWriteError, nothing written."""
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    result = write()
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback()
+                    if attempt == 0 and diskfull.is_disk_full_error(exc):
+                        diskfull.checkpoint(self._conn)
+                        continue
+                    raise StoreWriteError(f"could not {what}: {exc}") from exc
+                return result
+        raise AssertionError("unreachable")
 
     def reject(self, seqs: Iterable[int], reason: str) -> int | None:
         """Move these unsynced events out of the outbox for good (synced = 2, "rejected")
@@ -327,6 +463,145 @@ class Store:
     def _set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    # -- clock correction (hub.store.clockfix) ---------------------------------------------
+
+    def correct_clock(self, origin: clockfix.Origin | None = None) -> clockfix.Correction | None:
+        """Correct this boot's unsynchronised stamps with `origin` (the council's) or, when
+        the store's clock is synchronised now, with NTP's: whichever is better, else the
+        boot's recorded origin. Rows the council may hold are reported to it by
+        CLOCK_CORRECTED events, committed with the rows they report. None: nothing to
+        correct with (unknown origin, or a clock whose stamps are never corrected).
+        Called by the uploader after each answer, and periodically (hub.clockwatch).
+
+        In chunks of CORRECT_CHUNK_ROWS, one transaction each, the lock released between
+        them: a buffer of a million uncorrected rows neither holds an alert's commit for
+        seconds nor grows the WAL by its size. The origin is recorded with the first chunk.
+        """
+        if self._boot is None:
+            return None
+        origin = clockfix.ntp_origin(self.clock) or origin  # NTP beats any estimate
+        return self._correct_boot(self._boot, origin)
+
+    def _correct_boot(
+        self, boot: str, origin: clockfix.Origin | None
+    ) -> clockfix.Correction | None:
+        total: clockfix.Correction | None = None
+        while True:
+            with self._lock:
+                todo = clockfix.plan(self._conn, boot, origin)
+                if todo is None or not todo.has_work:  # the usual case: no write lock taken
+                    if total is None and todo is not None:
+                        total = clockfix.Correction(boot, todo.origin, todo.source)
+                    break
+                fix = self._write_correction(
+                    boot,
+                    origin,
+                    lambda t: clockfix.apply_chunk(
+                        self._conn, boot, t, CORRECT_CHUNK_ROWS, self._sent_upto
+                    ),
+                )
+            if fix is None:
+                break
+            if total is None:
+                total = fix
+            else:
+                total.add(fix)
+            if fix.corrected < CORRECT_CHUNK_ROWS:
+                break
+            time.sleep(0)  # the lock is not fair: let a waiting commit (an alert) have it
+        if total is not None and (total.new_origin or total.uploaded_ranges):
+            log.info(
+                "clock origin %.3f from %s: corrected %d wall times stamped before the clock"
+                " was synchronised (%d runs the council may hold, reported to it)",
+                total.origin,
+                total.source.value,
+                total.corrected,
+                len(total.uploaded_ranges),
+            )
+        return total
+
+    def _write_correction(
+        self,
+        boot: str,
+        origin: clockfix.Origin | None,
+        work: Callable[[clockfix.Plan], clockfix.Correction],
+    ) -> clockfix.Correction | None:
+        """One write transaction (lock held by the caller): plan again as of the lock, do
+        `work`, commit its CLOCK_CORRECTED reports with it."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            todo = clockfix.plan(self._conn, boot, origin)  # as of the lock
+            fix = None if todo is None or not todo.has_work else work(todo)
+            reports = [] if fix is None else fix.reports(self.clock.stamp())
+            seq = 0
+            if fix is not None and reports:
+                seq = max(self._next_seq, self._file_floor() + 1)
+                self._reservation.ensure(seq + len(reports) - 1)
+                self._conn.executemany(
+                    INSERT,
+                    [
+                        row_for(seq + i, replace(r, stamp=clockfix.corrected_stamp(r.stamp, fix)))
+                        for i, r in enumerate(reports)
+                    ],
+                )
+            self._conn.execute("COMMIT")
+        except Exception as exc:
+            self._rollback()
+            raise StoreWriteError(f"could not correct the clock's stamps: {exc}") from exc
+        if reports:
+            self._next_seq = seq + len(reports)
+        return fix
+
+    def _correct_batch_quietly(self, seqs: list[int]) -> bool:
+        """Correct the rows of an outbox batch about to be read (lock held by the caller),
+        and only those: the bulk goes in chunks elsewhere. Best effort: a failure (disk full)
+        is logged, and the events go as they are, flagged unsynchronised, to be corrected at
+        the council later. True when rows were corrected (the caller reads them again)."""
+        if self._boot is None or not seqs:
+            return False
+        boot = self._boot
+        origin = clockfix.ntp_origin(self.clock)
+        todo = clockfix.plan(self._conn, boot, origin)
+        if todo is None or not todo.has_work:
+            return False
+        sql = f"SELECT seq FROM events WHERE {todo.where} AND seq IN ({{marks}})"
+        needy = [r[0] for cur in self._in_chunks(sql, seqs, todo.bounds) for r in cur]
+        if not needy and not todo.learned:
+            return False
+        try:
+            fix = self._write_correction(
+                boot,
+                origin,
+                lambda t: clockfix.apply_seqs(self._conn, boot, t, needy, self._sent_upto),
+            )
+        except StoreWriteError as exc:
+            log.warning("%s", exc)
+            return False
+        return fix is not None and fix.corrected > 0
+
+    def _finish_earlier_boots(self) -> None:
+        """Finish correcting earlier boots whose origin was recorded but whose last chunks
+        were not written (a power cut mid-way): only their own recorded origin can."""
+        try:
+            earlier = clockfix.earlier_boots_with_origin(self._conn, self._boot)
+            for boot in earlier:
+                self._correct_boot(boot, None)
+        except (sqlite3.Error, StoreWriteError) as exc:  # a full disk: the next open retries
+            log.warning("could not finish correcting an earlier boot's stamps: %s", exc)
+
+    def _record_boot(self) -> str | None:
+        boot = clockfix.boot_of(self.clock)
+        if boot is None:
+            return None
+        try:
+            clockfix.record_boot(self._conn, boot, self._next_seq)
+        except sqlite3.Error as exc:  # a full disk must not stop the store from opening
+            log.warning(
+                "could not record this boot in the buffer (%s): its stamps stay uncorrected", exc
+            )
+            return None
+        return boot
+
     # -- sync support (sync.uploader) -----------------------------------------------------
 
     def renumber(self, seqs: Iterable[int], floor: int = 0) -> dict[int, int]:
@@ -361,6 +636,7 @@ class Store:
                 moves = [(new, old) for old, new in mapping.items()]
                 self._conn.executemany("UPDATE events SET seq = ? WHERE seq = ?", moves)
                 self._conn.executemany("UPDATE alert_state SET seq = ? WHERE seq = ?", moves)
+                clockfix.detach_moved(self._conn, mapping)
                 self._raise_meta_floor(top)
                 self._conn.execute("COMMIT")
             except Exception as exc:
@@ -407,12 +683,15 @@ class Store:
         sql = "SELECT seq FROM events WHERE synced = 0 AND seq IN ({marks})"
         return sorted(row[0] for cur in self._in_chunks(sql, seqs) for row in cur)
 
-    def _in_chunks(self, sql: str, seqs: Sequence[int]) -> Iterator[sqlite3.Cursor]:
+    def _in_chunks(
+        self, sql: str, seqs: Sequence[int], bound: Sequence[Any] = ()
+    ) -> Iterator[sqlite3.Cursor]:
         """Run `sql`, whose `{marks}` takes the placeholders, over `seqs` 500 at a time: one
-        statement may only bind so many parameters."""
+        statement may only bind so many parameters. `bound`: parameters before the seqs."""
         for i in range(0, len(seqs), 500):
             chunk = seqs[i : i + 500]
-            yield self._conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+            marks = ",".join("?" * len(chunk))
+            yield self._conn.execute(sql.format(marks=marks), (*bound, *chunk))
 
     def _file_floor(self) -> int:
         """The highest number the file itself says was used (rows or the persisted floor)."""
@@ -438,18 +717,15 @@ class Store:
     def set_meta(self, values: Mapping[str, str | None]) -> None:
         """Set (or, with None, delete) meta keys in one durable transaction: the uploader's
         last error survives a restart and `hearth status` can read it from another process."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                for key, value in values.items():
-                    if value is None:
-                        self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
-                    else:
-                        self._set_meta(key, value)
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreWriteError(f"could not write {', '.join(values)}: {exc}") from exc
+
+        def write() -> None:
+            for key, value in values.items():
+                if value is None:
+                    self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+                else:
+                    self._set_meta(key, value)
+
+        self._write(write, f"write {', '.join(values)}")
 
     def get_meta(self, key: str) -> str | None:
         with self._lock:
@@ -476,12 +752,13 @@ class Store:
             )
             if report.gap_seq is not None:
                 self._next_seq = report.gap_seq + 1
+                self.storage.readings_dropped(report.gap.count)
                 log.warning(
                     "buffer over quota: dropped %d unsynced readings (gap event %d)",
                     report.gap.count,
                     report.gap_seq,
                 )
-            if report.changed:
+            if report.changed and not self.storage.full:  # on a full disk, keep the pages
                 quota.release_free_pages(self._conn)
             report.over_quota_after = quota.used_bytes(self._conn) > self.limits.quota_bytes
         return report
@@ -502,17 +779,14 @@ class Store:
         """Replace the named states in one durable transaction: all of them or none
         (StoreWriteError)."""
         rows = [(name, state, saved_at) for name, state in states.items()]
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO check_state (name, state, saved_at) VALUES (?, ?, ?)",
-                    rows,
-                )
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreWriteError(f"could not save the checks' state: {exc}") from exc
+
+        def write() -> None:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO check_state (name, state, saved_at) VALUES (?, ?, ?)",
+                rows,
+            )
+
+        self._write(write, "save the checks' state")
 
     # -- reading back --------------------------------------------------------------------
 
@@ -569,8 +843,13 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
     ).fetchone()
     meta = dict(
         conn.execute(
-            "SELECT key, value FROM meta WHERE key IN (?, ?, ?)",
-            ("last_sync_at", META_LAST_SYNC_ERROR, META_LAST_SYNC_ERROR_AT),
+            "SELECT key, value FROM meta WHERE key IN (?, ?, ?, ?)",
+            (
+                "last_sync_at",
+                META_LAST_SYNC_ERROR,
+                META_LAST_SYNC_ERROR_AT,
+                diskfull.META_FULL_SINCE,
+            ),
         ).fetchall()
     )
     last_sync_at = float(meta["last_sync_at"]) if "last_sync_at" in meta else None
@@ -592,7 +871,7 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
                 "seq": oldest[0],
                 "kind": oldest[1],
                 "wall_time": oldest[2],
-                "clock_synced": bool(oldest[3]),
+                "clock_synced": oldest[3] == CLOCK_SYNCED,
             }
             if oldest
             else None
@@ -606,6 +885,8 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
         open_alerts=open_alerts,
         sync_problem=sync_problem,
         rejected=rejected,
+        # A garbage value (hand-edited, a future format) reads as "not known", not a crash.
+        storage_full_since=diskfull.float_or_none(meta.get(diskfull.META_FULL_SINCE)),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -105,8 +106,10 @@ class GroupCommitter:
     # -- committing ----------------------------------------------------------------------
 
     def flush(self) -> list[int]:
-        """Commit everything queued now; returns the sequence numbers committed.
-        Raises StoreWriteError if the store refused (the events stay queued)."""
+        """Commit everything queued now, in transactions of at most `max_batch` events (a
+        backlog from a refusing disk goes in steps a full disk can make room for); returns
+        the sequence numbers committed. What the store refuses stays queued, alerts and
+        system events tried alone first; raises StoreWriteError if nothing went in."""
         with self._commit_lock:
             with self._cond:
                 batch, self._pending = self._pending, []
@@ -115,18 +118,35 @@ class GroupCommitter:
             if not batch and not self.stats.dropped_in_memory:
                 return []
             gap = self._memory_gap_event()
+            urgent_first = self._failing
+            chunks = self._chunks([gap, *batch] if gap else batch, urgent_first)
+            events = [e for chunk in chunks for e in chunk]
+            seqs: list[int] = []
+            done = 0
             try:
-                seqs = self.store.commit([gap, *batch] if gap else batch)
+                for chunk in chunks:
+                    seqs += self.store.commit(chunk)
+                    done += len(chunk)
             except StoreWriteError as exc:
-                self._requeue(batch, exc)
-                raise
-            self._failing = False
+                if done and gap is not None:
+                    self._gap_committed(gap)  # it went in with the first chunk
+                    gap = None
+                if urgent_first:  # the alerts were tried first, by themselves
+                    self._requeue([e for e in events[done:] if e is not gap], exc)
+                else:
+                    seqs += self._commit_urgent_alone(gap, events[done:], exc)
+                if not seqs:
+                    raise
+            else:
+                self._failing = False
+                self.stats.last_error = None
+                self._gap_committed(gap)
             self.stats.commits += 1
             self.stats.events += len(seqs)
-            self.stats.dropped_in_memory = 0
-            self.stats.last_error = None
             try:
                 self.store.enforce_limits()
+            except (OSError, sqlite3.Error) as exc:  # a full disk: expected, no traceback
+                log.warning("pruning the buffer failed (%s); tried again after next commit", exc)
             except Exception:
                 log.exception("pruning the buffer failed; will try again after the next commit")
         if self.on_commit is not None:
@@ -135,6 +155,49 @@ class GroupCommitter:
             except Exception:
                 log.exception("a commit listener failed; the events are committed all the same")
         return seqs
+
+    def _chunks(self, events: list[Event], urgent_first: bool) -> list[list[Event]]:
+        """Transactions of at most `max_batch` events, in queue order. `urgent_first` (the
+        disk has been refusing): alerts and system events (the memory gap event first) go
+        in transactions of their own ahead of the readings: on a full disk each chunk of a
+        backlog may cost a refusal and a pruning, and an alert must not wait for them all."""
+        groups = [events]
+        if urgent_first:
+            groups = [
+                [e for e in events if e.priority != Priority.ROUTINE],
+                [e for e in events if e.priority == Priority.ROUTINE],
+            ]
+        size = self.max_batch
+        return [g[i : i + size] for g in groups for i in range(0, len(g), size)]
+
+    def _commit_urgent_alone(
+        self, gap: SystemEvent | None, rest: list[Event], exc: StoreWriteError
+    ) -> list[int]:
+        """`rest` was refused: commit its alerts and system events by themselves (a full
+        disk may have room for a few rows, not for a backlog of readings) and keep the
+        readings for the retry. Returns [] with everything kept if that is refused too.
+        The memory gap event (`gap`, in `rest`) is never kept: it is made anew from the
+        count at the next attempt."""
+        kept = [e for e in rest if e is not gap]
+        urgent = [e for e in rest if e.priority != Priority.ROUTINE]
+        readings = [e for e in rest if e.priority == Priority.ROUTINE]
+        seqs: list[int] = []
+        if urgent and readings:
+            try:
+                seqs = self.store.commit(urgent)
+            except StoreWriteError:
+                pass
+            else:
+                self._gap_committed(gap)
+                kept = readings
+        self._requeue(kept, exc)
+        return seqs
+
+    def _gap_committed(self, gap: SystemEvent | None) -> None:
+        """Readings dropped since the gap event was made are for the next one."""
+        if gap is not None:
+            with self._cond:
+                self.stats.dropped_in_memory -= int(gap.details["dropped_readings"])
 
     def _memory_gap_event(self) -> SystemEvent | None:
         if not self.stats.dropped_in_memory:
@@ -158,18 +221,23 @@ class GroupCommitter:
                 self._drop_oldest_readings(len(self._pending) - self.max_pending)
             if self._first_pending_at is None:
                 self._first_pending_at = time.monotonic()
+                # The flusher may have gone to sleep while this flush held the queue empty:
+                # without a wake-up nobody would retry until the next alert.
+                self._cond.notify()
 
     def _drop_oldest_readings(self, count: int) -> None:
         """The memory bound while the disk refuses: oldest routine readings go, never an
         alert or system event; the count goes into a gap event at the next commit."""
         kept: list[Event] = []
+        dropped = 0
         for event in self._pending:
-            if count > 0 and isinstance(event, Reading):
-                count -= 1
-                self.stats.dropped_in_memory += 1
+            if dropped < count and isinstance(event, Reading):
+                dropped += 1
             else:
                 kept.append(event)
         self._pending = kept
+        self.stats.dropped_in_memory += dropped
+        self.store.storage.readings_dropped(dropped)  # the health report's count
 
     # -- the background flusher ----------------------------------------------------------
 

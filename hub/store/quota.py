@@ -8,6 +8,9 @@
    sensor). Alerts and the hub's own system events are never dropped unsynced.
 
 Pruning stops at a low-water mark below the quota so it runs in bursts, not on every commit.
+
+The same order frees room when the disk fills before the quota is reached (`make_room`,
+called by the store on a disk-full failure; see hub.store.diskfull): one pruning, two triggers.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hub.events import Priority, Stamp, SystemEvent, SystemKind
@@ -38,6 +42,7 @@ _OLDEST_ROUTINE = (
 class Gap:
     """Unsynced readings dropped in one pruning pass: what the gap event reports."""
 
+    reason: str = "storage quota"
     count: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
@@ -62,7 +67,7 @@ class Gap:
 
     def details(self) -> dict[str, object]:
         return {
-            "reason": "storage quota",
+            "reason": self.reason,
             "dropped_readings": self.count,
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
@@ -86,12 +91,19 @@ class PruneReport:
         return bool(self.expired or self.synced_pruned or self.gap.count)
 
 
+def _pragma(conn: sqlite3.Connection, name: str) -> int:
+    return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+
 def used_bytes(conn: sqlite3.Connection) -> int:
     """Bytes of pages in use (free pages are reused before the file grows)."""
-    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    return int((pages - free) * page_size)
+    pages = _pragma(conn, "page_count") - _pragma(conn, "freelist_count")
+    return pages * _pragma(conn, "page_size")
+
+
+def free_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes of free pages inside the file: what the next writes reuse before it grows."""
+    return _pragma(conn, "freelist_count") * _pragma(conn, "page_size")
 
 
 def enforce(
@@ -110,18 +122,58 @@ def enforce(
     report = PruneReport()
     if retention_cutoff is None and used_bytes(conn) <= quota_bytes:
         return report
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    target = int(quota_bytes * LOW_WATER)
+
+    def prune() -> None:
         if retention_cutoff is not None:
             report.expired = _delete_all(conn, _EXPIRED, retention_cutoff)
         if used_bytes(conn) > quota_bytes:
-            target = int(quota_bytes * LOW_WATER)
-            while used_bytes(conn) > target and (n := _delete_chunk(conn, _OLDEST_SYNCED)):
-                report.synced_pruned += n
-            while used_bytes(conn) > target and (n := _delete_chunk(conn, _OLDEST_REJECTED)):
-                report.synced_pruned += n
-            while used_bytes(conn) > target and _drop_oldest_routine(conn, report.gap):
-                pass
+            _prune_in_order(conn, report, lambda: used_bytes(conn) > target)
+
+    return _pruning_transaction(conn, report, prune, last_seq, gap_stamp)
+
+
+def make_room(
+    conn: sqlite3.Connection, *, needed_bytes: int, last_seq: int, gap_stamp: Stamp
+) -> PruneReport:
+    """The disk is full: prune in the quota's order until `needed_bytes` of pages are free
+    inside the file (the next commits reuse them without growing it), in one transaction. A
+    gap event, if needed, gets `last_seq + 1` and says "disk full". Stops early when nothing
+    prunable is left (alerts and system events only): the report says how far it got."""
+    report = PruneReport(gap=Gap(reason="disk full"))
+    if free_bytes(conn) >= needed_bytes:
+        return report
+
+    def prune() -> None:
+        _prune_in_order(conn, report, lambda: free_bytes(conn) < needed_bytes)
+
+    return _pruning_transaction(conn, report, prune, last_seq, gap_stamp)
+
+
+def _prune_in_order(
+    conn: sqlite3.Connection, report: PruneReport, more: Callable[[], bool]
+) -> None:
+    """DESIGN.md's order, while `more()`: synced, then rejected, then the oldest unsynced
+    routine readings (into the report's gap). Alerts and system events are never selected."""
+    while more() and (n := _delete_chunk(conn, _OLDEST_SYNCED)):
+        report.synced_pruned += n
+    while more() and (n := _delete_chunk(conn, _OLDEST_REJECTED)):
+        report.synced_pruned += n
+    while more() and _drop_oldest_routine(conn, report.gap):
+        pass
+
+
+def _pruning_transaction(
+    conn: sqlite3.Connection,
+    report: PruneReport,
+    prune: Callable[[], None],
+    last_seq: int,
+    gap_stamp: Stamp,
+) -> PruneReport:
+    """Run `prune` and record what it dropped (gap event, sequence floor) in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        prune()
         if report.gap.count:
             report.gap_seq = last_seq + 1
             gap = SystemEvent(SystemKind.GAP, report.gap.details(), gap_stamp)
@@ -140,12 +192,14 @@ def enforce(
     return report
 
 
-def release_free_pages(conn: sqlite3.Connection) -> None:
-    """Give freed pages back to the filesystem (auto_vacuum=INCREMENTAL), best effort: the
-    pruning is committed whatever happens here."""
+def release_free_pages(conn: sqlite3.Connection, pages: int | None = None) -> None:
+    """Give freed pages (all, or at most `pages`) back to the filesystem (auto_vacuum=
+    INCREMENTAL), best effort: the pruning is committed whatever happens here. In WAL mode
+    the file shrinks at the next checkpoint."""
     try:
         # Through executescript: execute() steps the pragma once, which frees a single page.
-        conn.executescript("PRAGMA incremental_vacuum;")
+        limit = "" if pages is None else f"({int(pages)})"
+        conn.executescript(f"PRAGMA incremental_vacuum{limit};")
     except sqlite3.Error as exc:
         log.warning("could not release free pages of the buffer: %s", exc)
 

@@ -29,6 +29,22 @@ SELECT = (
     " body FROM events"
 )
 
+# The `clock_synced` column holds more than the stamp's flag: whether an unsynchronised wall
+# time was corrected since (hub.store.clockfix), and whether the row may still be corrected
+# by its boot (a row renumbered into another boot's range may not).
+CLOCK_UNSYNCED = 0  # stamped unsynchronised; correctable within its boot
+CLOCK_SYNCED = 1
+CLOCK_CORRECTED = 2  # stamped unsynchronised, wall_time since set to origin + monotonic
+CLOCK_UNSYNCED_DETACHED = 3  # as 0, but renumbered away from its boot: never corrected
+CLOCK_CORRECTED_DETACHED = 4  # as 2, but renumbered away from its boot: never re-corrected
+_CORRECTED_CODES = (CLOCK_CORRECTED, CLOCK_CORRECTED_DETACHED)
+
+
+def clock_code(stamp: Stamp) -> int:
+    if stamp.clock_synced:
+        return CLOCK_SYNCED
+    return CLOCK_CORRECTED if stamp.clock_corrected else CLOCK_UNSYNCED
+
 
 def _json(value: object) -> str:
     # default=str: evidence a check filled with something JSON cannot hold (a datetime, a
@@ -44,7 +60,7 @@ def row_for(seq: int, event: Event) -> tuple[Any, ...]:
             "reading",
             0,
             s.wall_time,
-            s.clock_synced,
+            clock_code(s),
             s.monotonic,
             event.sensor_id,
             event.quantity.value,
@@ -66,7 +82,7 @@ def row_for(seq: int, event: Event) -> tuple[Any, ...]:
             "alert",
             int(Priority.ALERT),
             s.wall_time,
-            s.clock_synced,
+            clock_code(s),
             s.monotonic,
             event.sensor_id,
             None,
@@ -79,7 +95,7 @@ def row_for(seq: int, event: Event) -> tuple[Any, ...]:
         "system",
         int(Priority.SYSTEM),
         s.wall_time,
-        s.clock_synced,
+        clock_code(s),
         s.monotonic,
         None,
         None,
@@ -90,7 +106,7 @@ def row_for(seq: int, event: Event) -> tuple[Any, ...]:
 
 def event_from_row(row: Sequence[Any]) -> StoredEvent:
     seq, kind, synced, wall, clock_synced, mono, sensor_id, quantity, value, body = row
-    stamp = Stamp(wall, bool(clock_synced), mono)
+    stamp = Stamp(wall, clock_synced == CLOCK_SYNCED, mono, clock_synced in _CORRECTED_CODES)
     event: Event
     if kind == "reading":
         event = Reading(sensor_id, Quantity(quantity), value, stamp)

@@ -94,6 +94,35 @@ def m003_check_state(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_boots(db: Database) -> None:
+    """The boots this buffer has seen, so stamps made before the clock was synchronised can be
+    corrected once a sync reveals the boot's true origin (hub.store.clockfix).
+
+    A boot's events are the sequence numbers from its `first_seq` up to the next boot's
+    (rows are in boot order). `origin` is the wall time at which that boot's monotonic clock
+    read 0, NULL until known; `origin_source` says how it was learned ('ntp', 'council').
+    `recorrect_from`: a better origin replaced one already applied, and the rows from this
+    seq on still carry the old one (corrected in chunks, so a restart resumes; NULL: none).
+    Events stored before this migration belong to no recorded boot and stay uncorrected.
+    The partial index holds only uncorrected unsynchronised stamps: finding them costs
+    nothing once the clock is synchronised, and inserting synchronised rows never touches it.
+    """
+    db.execute(
+        """
+        CREATE TABLE boots (
+            n INTEGER PRIMARY KEY,
+            boot_id TEXT NOT NULL UNIQUE,
+            first_seq INTEGER NOT NULL,
+            origin REAL,
+            origin_source TEXT,
+            recorrect_from INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_clock_unsynced ON events (seq) WHERE clock_synced = 0")
+
+
 def apply(db: Database) -> list[str]:
     """Bring the buffer to the current schema; returns the names of migrations applied."""
     pending = [m.name for m in migrations.pending(db)]

@@ -118,6 +118,13 @@ class EventOut(_Out):
     quantity: str | None
     value: float | None
     received_at: float
+    clock_corrected: bool = Field(
+        description="The hub stamped this event before its clock was synchronised "
+        "(clock_synced false) and wall_time has since been corrected to the boot's true "
+        "origin + monotonic: by the hub before sending it, or here by a later "
+        "clock_corrected system event (whose details say which seqs and the origin). body "
+        "keeps the wall_time as first received"
+    )
     body: dict[str, Any] = Field(
         description="The event as the hub sent it: the same keys and values. On a "
         "PostgreSQL council (JSONB) the keys may come back in another order and numbers in "
@@ -148,6 +155,7 @@ def event_record(event: CouncilEvent) -> dict[str, Any]:
         "quantity": event.quantity,
         "value": event.value,
         "received_at": event.received_at,
+        "clock_corrected": event.clock_corrected,
         "body": event.body,
     }
 
@@ -186,6 +194,18 @@ class FleetEntryOut(_Out):
     events_held: int
     silent_sensors: list[SilentSensorOut]
     low_batteries: list[LowBatteryOut]
+    storage: Literal["ok", "low", "full"] | None = Field(
+        description="full: the hub reports its disk full and prunes its buffer to keep"
+        " writing (STORAGE_FULL events say what went); low: under 100 MiB free, or less"
+        " room than the buffer may still take up to its quota; null: not reported yet"
+    )
+    storage_since: float | None = Field(
+        description="While full: since when (the hub's clock, Unix seconds)"
+    )
+    dropped_readings: int | None = Field(
+        description="Readings the hub dropped for lack of space since it started (each"
+        " drop is also a gap event)"
+    )
 
 
 class FleetOut(_Out):

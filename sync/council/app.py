@@ -2,7 +2,7 @@
 
 Shape of a request, outside in:
 - `_Envelope` (plain ASGI, so it also sees bodies as they stream): gives the request an id,
-  stamps X-Hearth-Time on every answer (refusals too: hubs sign with council time), refuses
+  stamps X-Hearth-Time and X-Hearth-Features on every answer (refusals too), refuses
   a body over the endpoint's limit from Content-Length and again while it is read (a lying
   or absent Content-Length changes nothing), reads the rest of a body an early answer left
   unread (so the answer is not lost to a TCP reset), and turns an unexpected exception into
@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -41,7 +42,14 @@ from sync.council.store import (
     NotFound,
     StoreError,
 )
-from sync.protocol import API_VERSION, HEADER_COUNCIL_TIME, MAX_UPLOAD_BYTES, UPLOAD_PATH
+from sync.protocol import (
+    API_VERSION,
+    COUNCIL_FEATURES,
+    HEADER_COUNCIL_FEATURES,
+    HEADER_COUNCIL_TIME,
+    MAX_UPLOAD_BYTES,
+    UPLOAD_PATH,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +135,8 @@ class _Envelope:
                     await drain()
                 headers = MutableHeaders(scope=message)
                 headers[HEADER_COUNCIL_TIME] = council_time()
+                if self.state.features:
+                    headers[HEADER_COUNCIL_FEATURES] = self.state.features
                 headers[HEADER_REQUEST_ID] = request_id
                 if not body_done or received > limit:
                     headers["Connection"] = "close"
@@ -231,8 +241,14 @@ async def _store_error(_request: Request, exc: Exception) -> JSONResponse:
     return _error(422, exc)  # a record or value the store refuses: the client's data
 
 
-def create_app(store: CouncilStore, *, max_skew_s: float = 300.0) -> FastAPI:
-    """The council service over `store`; `max_skew_s` bounds a signed request's age."""
+def create_app(
+    store: CouncilStore,
+    *,
+    max_skew_s: float = 300.0,
+    features: Sequence[str] = COUNCIL_FEATURES,
+) -> FastAPI:
+    """The council service over `store`; `max_skew_s` bounds a signed request's age;
+    `features` are announced on every answer (tests pass fewer to play an older council)."""
     app = FastAPI(
         title="Hearth council",
         version=API_VERSION,
@@ -244,6 +260,7 @@ def create_app(store: CouncilStore, *, max_skew_s: float = 300.0) -> FastAPI:
     )
     app.state.store = store
     app.state.max_skew_s = max_skew_s
+    app.state.features = ",".join(features)
     app.state.unexpected_errors = 0  # tests check client faults never reach the 500 path
     app.add_middleware(_Envelope, state=app.state)
     app.add_exception_handler(RequestValidationError, _validation_error)

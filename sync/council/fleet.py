@@ -10,12 +10,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sync.council.errors import StoreError
+from sync.health import STORAGE_STATES
 
 SILENT_AFTER_S = 6 * 3600.0  # last_seen older than this at the hub's last contact: silent
 LOW_BATTERY_PERCENT = 15.0
+# Storage is "low" below this much free disk (provisioning.doctor's red line too): an OS
+# update or a burst of logs takes tens of MB, so under 100 MiB the card can fill within a day.
+# Also "low" when the disk has less room than the buffer may still take up to its quota: the
+# card will fill before the quota's pruning starts, and the hub will run degraded (disk full).
+DISK_LOW_BYTES = 100 * 1024 * 1024
+Storage = Literal["ok", "low", "full"]
 _MAX_INT = 2**63 - 1
 _MAX_TEXT = 200
 
@@ -54,6 +61,12 @@ class FleetEntry:
     events_held: int
     silent_sensors: tuple[SilentSensor, ...]
     low_batteries: tuple[LowBattery, ...]
+    # "full": the hub says its disk is full and it is pruning to keep writing (since
+    # `storage_since`, hub clock); "low": little room left (see DISK_LOW_BYTES); None: no
+    # report with the disk's figures yet.
+    storage: Storage | None = None
+    storage_since: float | None = None
+    dropped_readings: int | None = None  # lost for lack of space since the hub started
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -88,6 +101,25 @@ def _flag(value: Any, where: str) -> bool:
     return value
 
 
+def _storage_state(value: Any, where: str) -> str:
+    if value not in STORAGE_STATES:
+        raise StoreError(f"{where}: expected one of {', '.join(STORAGE_STATES)}, got {value!r:.40}")
+    return str(value)
+
+
+def _storage(value: Any, where: str) -> dict[str, Any] | None:
+    """The storage section checked; None (left out) when its state is one this council
+    does not know yet: a newer hub's state must not refuse its whole upload."""
+    if not isinstance(value, Mapping):
+        raise StoreError(f"{where}: expected an object")
+    state = value.get("state")
+    if isinstance(state, str) and state not in STORAGE_STATES:
+        return None
+    return {
+        key: check(value[key], f"{where}.{key}") for key, check in _STORAGE.items() if key in value
+    }
+
+
 _Check = Callable[[Any, str], Any]
 
 _TOP: dict[str, _Check] = {
@@ -97,6 +129,18 @@ _TOP: dict[str, _Check] = {
     "disk_free_bytes": _count,
     "clock_synced": _flag,
     "config_version": _count,
+    "storage": _storage,
+}
+# The hub's storage section (hub.store.diskfull.StorageGuard.report).
+_STORAGE: dict[str, _Check] = {
+    "state": _storage_state,
+    "since": _optional_number,
+    "failed_commits": _count,
+    "dropped_readings": _count,
+    "pruned_events": _count,
+    "buffer_bytes": _count,
+    "quota_bytes": _count,
+    "reserve_bytes": _count,
 }
 _SENSOR: dict[str, _Check] = {
     "room": _text,
@@ -116,6 +160,8 @@ def validate_health(health: Any) -> dict[str, Any]:
     clean: dict[str, Any] = {
         key: check(health[key], f"health.{key}") for key, check in _TOP.items() if key in health
     }
+    if clean.get("storage", {}) is None:
+        del clean["storage"]  # a state this council does not know: see _storage
     if "sensors" in health:
         sensors = health["sensors"]
         if not isinstance(sensors, Mapping):
@@ -143,6 +189,7 @@ def fleet_entry(row: Mapping[str, Any]) -> FleetEntry:
     """A FleetEntry from one row of the hubs table (its columns by name)."""
     health: Mapping[str, Any] = row["health"] or {}
     silent, low = _sensor_findings(health, row["health_at"], row["clock_offset_s"])
+    storage: Mapping[str, Any] = health.get("storage") or {}
     return FleetEntry(
         hub_id=row["hub_id"],
         name=row["name"],
@@ -159,7 +206,23 @@ def fleet_entry(row: Mapping[str, Any]) -> FleetEntry:
         events_held=row["events_held"],
         silent_sensors=silent,
         low_batteries=low,
+        storage=storage_flag(health),
+        storage_since=storage.get("since") if storage.get("state") == "full" else None,
+        dropped_readings=storage.get("dropped_readings"),
     )
+
+
+def storage_flag(health: Mapping[str, Any]) -> Storage | None:
+    """ "full" when the hub says so; "low" under DISK_LOW_BYTES free, or when the disk has
+    less room than the buffer may still take up to its quota; else "ok". None: unknown."""
+    storage: Mapping[str, Any] = health.get("storage") or {}
+    if storage.get("state") == "full":
+        return "full"
+    free = health.get("disk_free_bytes")
+    if free is None:
+        return None
+    still_to_grow = storage.get("quota_bytes", 0) - storage.get("buffer_bytes", 0)
+    return "low" if free < max(DISK_LOW_BYTES, still_to_grow) else "ok"
 
 
 def _sensor_findings(

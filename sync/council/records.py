@@ -44,11 +44,21 @@ COLUMNS = (
     "value",
     "received_at",
     "body",  # the record as JSON text, exactly as stored
+    "clock_corrected",  # added by 0004: the hub corrected an unsynchronised wall time
 )
 SEQ: Final = 1  # positions in a Row (literals, so the type checker knows each type)
+KIND: Final = 2
+WALL: Final = 3
 BODY: Final = 10
-assert COLUMNS[SEQ] == "seq" and COLUMNS[BODY] == "body"
-Row = tuple[str, int, str, float, bool, float, str | None, str | None, float | None, float, str]
+assert (COLUMNS[SEQ], COLUMNS[KIND], COLUMNS[WALL], COLUMNS[BODY]) == (
+    "seq",
+    "kind",
+    "wall_time",
+    "body",
+)
+Row = tuple[
+    str, int, str, float, bool, float, str | None, str | None, float | None, float, str, bool
+]
 
 REPLACEMENT = "\ufffd"
 # NUL, and any surrogate code point: in a Python str every one is lone (a valid pair is one
@@ -90,6 +100,9 @@ def row_for(hub_id: str, record: Mapping[str, Any], received_at: float) -> Row:
             raise StoreError(f"seq out of range: {seq}")
         reading = kind == "reading"
         value = body.get("value") if reading else None
+        corrected = body.get("clock_corrected", False)
+        if corrected is not False and corrected is not True:
+            raise StoreError(f"clock_corrected must be true or false, got {corrected!r:.40}")
         return (
             hub_id,
             seq,
@@ -102,6 +115,7 @@ def row_for(hub_id: str, record: Mapping[str, Any], received_at: float) -> Row:
             None if value is None else finite(value),
             received_at,
             text,
+            corrected,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"malformed record: {exc!r}") from exc

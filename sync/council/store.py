@@ -44,6 +44,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from sync.council import clockfix
 from sync.council.access import (
     MAX_TEXT,
     ROLES,
@@ -125,6 +126,7 @@ class CouncilEvent:
     value: float | None
     received_at: float
     body: dict[str, JSONValue]
+    clock_corrected: bool = False  # wall_time corrected since it was stamped (clockfix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,15 +270,16 @@ class CouncilStore(AccessStore):
         batch: dict[int, Row] = {}
         for row in rows:
             batch.setdefault(row[SEQ], row)  # the first copy in a batch wins
+        corrections = clockfix.corrections_in(batch.values())  # checked before writing
         try:
             try:
-                return self._store_batch(hub_id, batch, fleet, bulk=True)
+                return self._store_batch(hub_id, batch, fleet, corrections, bulk=True)
             except _BulkInsertRefused:
                 # A row the lookup said was not held was: impossible under the ingest lock,
                 # unless a writer ignored it. The bulk transaction is rolled back whole; the
                 # careful path redoes it with ON CONFLICT DO NOTHING, so the hub gets a
                 # correct answer rather than an error.
-                return self._store_batch(hub_id, batch, fleet, bulk=False)
+                return self._store_batch(hub_id, batch, fleet, corrections, bulk=False)
         except (sa.exc.StatementError, ValueError) as exc:
             # The JSON serialiser refused NaN or infinity deep inside a health report:
             # SQLite's bind step wraps its ValueError in StatementError, psycopg's dumper lets
@@ -287,7 +290,13 @@ class CouncilStore(AccessStore):
             raise
 
     def _store_batch(
-        self, hub_id: str, batch: dict[int, Row], fleet: _FleetFigures, *, bulk: bool
+        self,
+        hub_id: str,
+        batch: dict[int, Row],
+        fleet: _FleetFigures,
+        corrections: list[clockfix.ClockCorrection],
+        *,
+        bulk: bool,
     ) -> IngestResult:
         """One ingest transaction under the ingest lock. `bulk`: insert the fresh rows with
         the engine's fastest path and no conflict clause (PostgreSQL: COPY, ~2.5x faster than
@@ -307,12 +316,19 @@ class CouncilStore(AccessStore):
             # every seq up, in case that figure was ever wrong.
             maybe_held = [s for s in seqs if s <= hub.high_water] if bulk else seqs
             stored = conn.execute(_held_query(conn, hub_id, maybe_held)).all() if maybe_held else []
-            # Compared as the database gives it back: the body as stored, parsed.
-            conflicts = sorted(
-                seq
-                for seq, body in stored
-                if not same_json(decoded(body), json.loads(batch[seq][BODY]))
-            )
+            # Compared as the database gives it back: the body as stored, parsed. A re-sent
+            # event whose wall time the hub has corrected since is the same event.
+            conflicts: list[int] = []
+            recorrected: list[Row] = []
+            for seq, body in stored:
+                old, new = decoded(body), json.loads(batch[seq][BODY])
+                if same_json(old, new):
+                    continue
+                if not clockfix.same_event(old, new):
+                    conflicts.append(seq)
+                elif new.get("clock_corrected") is True:
+                    recorrected.append(batch[seq])
+            conflicts.sort()
             held_before = {seq for seq, _ in stored}
             fresh = [row for seq, row in batch.items() if seq not in held_before]
             values = _event_figures(fresh)
@@ -329,6 +345,9 @@ class CouncilStore(AccessStore):
                 high_water, config_version = conn.execute(touch).one()
             if fresh:
                 _insert_rows(conn, fresh, bulk)
+            clockfix.take_corrected(conn, hub_id, recorrected)
+            if corrections:  # only what this batch newly stores: a replay changes nothing
+                clockfix.apply(conn, hub_id, [c for c in corrections if c.seq not in held_before])
         refused = set(conflicts)
         return IngestResult(
             new=len(fresh),

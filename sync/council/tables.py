@@ -58,6 +58,10 @@ events = sa.Table(
     sa.Column("value", sa.Float(), nullable=True),
     sa.Column("received_at", sa.Float(), nullable=False),
     sa.Column("body", Json, nullable=False),
+    # Added by 0004: wall_time was stamped before the hub's clock was synchronised and has
+    # since been corrected (by the hub before sending, or here by a clock_corrected event).
+    # `body` stays as the hub sent it.
+    sa.Column("clock_corrected", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("hub_id", "seq", name="uq_events_hub_seq"),
     sqlite_autoincrement=True,  # ids never reused, even after the newest row is deleted
 )

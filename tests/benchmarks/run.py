@@ -15,6 +15,7 @@ from tests.benchmarks import (
     bench_ble_e2e,
     bench_catchup,
     bench_checks,
+    bench_clock_correction,
     bench_council,
     bench_gpio,
     bench_replay,
@@ -54,6 +55,8 @@ BENCHMARKS: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
      bench_council.ingest_postgres),
     ("catchup_week", "Catch-up of a week's backlog of one home (real uploader -> council)",
      bench_catchup.catch_up_week),
+    ("clock_correction", "Correcting 1M pre-NTP stamps while alerts commit (lock hold, WAL)",
+     bench_clock_correction.correct_backlog),
 ]  # fmt: skip
 
 
