@@ -30,4 +30,6 @@ async def watch_clock(store: Store, every_s: float = CHECK_EVERY_S) -> None:
             await asyncio.to_thread(store.correct_clock)
         except StoreWriteError as exc:  # a full disk: the next check tries again
             log.warning("%s", exc)
+        except Exception:  # never let the watch end: it alone corrects a hub not uploading
+            log.exception("correcting the clock's stamps failed; trying again in a minute")
         await asyncio.sleep(every_s)  # real seconds: NTP syncs in real time

@@ -339,7 +339,7 @@ class Hub:
                 saved_to = await asyncio.to_thread(self._save_council_config, pushed)
             except ConfigError as exc:
                 log.error("council config refused: %s", "; ".join(exc.problems))
-            except Exception as exc:  # a full disk, say: the next answer or start tries again
+            except Exception as exc:  # a full disk, say: the next push or start tries again
                 log.warning(
                     "could not save council config version %d: %s", pushed.config_version, exc
                 )

@@ -48,7 +48,7 @@ from pydantic import ValidationError
 
 from hub.events import Alert, StoredEvent
 from hub.store import Store, StoreWriteError, clockfix
-from hub.store.buffer import META_LAST_SYNC_ERROR, META_LAST_SYNC_ERROR_AT
+from hub.store.buffer import META_COUNCIL_FEATURES, META_LAST_SYNC_ERROR, META_LAST_SYNC_ERROR_AT
 from sync.backoff import Backoff, TokenBucket, honoured_delay, retry_after_s
 from sync.client import (
     CouncilClient,
@@ -81,7 +81,6 @@ META_LAST_ERROR = META_LAST_SYNC_ERROR
 META_LAST_ERROR_AT = META_LAST_SYNC_ERROR_AT
 # What the council last said it understands (sync.protocol.HEADER_COUNCIL_FEATURES), kept so
 # a restarted hub does not send an older council what it refuses before its first answer.
-META_COUNCIL_FEATURES = "council_features"
 # After a failure, an alert committed during the backoff is tried again within this many
 # seconds (jittered) instead of waiting out up to retry_max_s.
 ALERT_RETRY_S = 10.0

@@ -415,3 +415,25 @@ def test_the_clock_watch_ends_at_once_for_simulated_time(tmp_path: Path) -> None
     asyncio.run(asyncio.wait_for(watch_clock(store, every_s=3600.0), timeout=30))
     assert store.correct_clock() is None
     store.close()
+
+
+def test_an_origin_source_this_version_does_not_know_never_stops_the_store(
+    tmp_path: Path,
+) -> None:
+    """A newer version may record a source this one does not know (then a downgrade): the
+    store still opens, the outbox still reads, and the next origin learnt replaces it."""
+    clock = EdgeClock()
+    store = open_store(tmp_path / "hub.db", clock)
+    stamped = store.commit(readings(clock, 3))
+    store.close()
+    with sqlite3.connect(tmp_path / "hub.db") as conn:
+        conn.execute("UPDATE boots SET origin = 12345.0, origin_source = 'gps'")
+    store = open_store(tmp_path / "hub.db", clock)
+    assert [e.seq for e in store.next_batch()] == stamped  # read as they are: not corrected
+    clock.ntp_syncs()
+    got = {e.seq: e.event.stamp for e in store.next_batch()}
+    assert all(
+        got[s].clock_corrected and got[s].wall_time == TRUE_ORIGIN + got[s].monotonic
+        for s in stamped
+    )
+    store.close()

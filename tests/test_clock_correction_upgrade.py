@@ -16,10 +16,10 @@ import pytest
 
 from hub.events import Quantity, Reading, SystemEvent, SystemKind
 from hub.identity import HubIdentity
-from hub.store import Store
+from hub.store import Store, inspect
+from hub.store.buffer import META_COUNCIL_FEATURES
 from sync.client import make_http_client
-from sync.protocol import UPLOAD_PATH
-from sync.uploader import META_COUNCIL_FEATURES
+from sync.protocol import FEATURE_CLOCK_CORRECTED, UPLOAD_PATH
 from tests.council_server import running_council
 from tests.test_clock_correction import DAY, EdgeClock, readings, stamped_alert
 from tests.test_clock_correction_council import council_rows
@@ -139,6 +139,11 @@ def test_a_hub_newer_than_its_council_loses_nothing_and_catches_up_after_the_upg
         assert isinstance(waiting.event, SystemEvent)
         assert waiting.event.kind is SystemKind.CLOCK_CORRECTED
         assert store.get_meta(META_COUNCIL_FEATURES) == ""
+        # Held, not backlog: status, the health report's queue and doctor do not count it.
+        assert store.queue_depth() == 0
+        status = inspect(store.path)
+        assert status.queue_depth["system"] == 0 and status.oldest_unsynced is None
+        assert SystemKind.CLOCK_CORRECTED.value == FEATURE_CLOCK_CORRECTED  # one name
 
     with running_council(db_url) as upgraded:  # the same database, now announcing
         store.commit(readings(clock, 1))  # a restarted hub only learns it from an answer

@@ -51,6 +51,22 @@ CORRECT_CHUNK_ROWS = 5000
 _IS_CLOCK_REPORT = (
     f"(kind = 'system' AND json_extract(body, '$.system') = '{SystemKind.CLOCK_CORRECTED.value}')"
 )
+# What the council last said it understands (kept by sync.uploader). Until it names
+# clock_corrected, clock reports wait in the outbox: held, not backlog.
+META_COUNCIL_FEATURES = "council_features"
+_HELD_CLOCK_REPORTS = (
+    f"SELECT count(*) FROM events WHERE synced = 0 AND priority = {int(Priority.SYSTEM)}"
+    f" AND {_IS_CLOCK_REPORT}"
+)
+
+
+def held_clock_reports(conn: sqlite3.Connection) -> int:
+    """Clock reports waiting for the council to understand them; cheap (system rows only)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_COUNCIL_FEATURES,))
+    kept = row.fetchone()
+    if kept is not None and SystemKind.CLOCK_CORRECTED.value in kept[0].split(","):
+        return 0
+    return int(conn.execute(_HELD_CLOCK_REPORTS).fetchone()[0])
 
 
 class StoreWriteError(Exception):
@@ -560,22 +576,22 @@ class Store:
         if self._boot is None or not seqs:
             return False
         boot = self._boot
-        origin = clockfix.ntp_origin(self.clock)
-        todo = clockfix.plan(self._conn, boot, origin)
-        if todo is None or not todo.has_work:
-            return False
-        sql = f"SELECT seq FROM events WHERE {todo.where} AND seq IN ({{marks}})"
-        needy = [r[0] for cur in self._in_chunks(sql, seqs, todo.bounds) for r in cur]
-        if not needy and not todo.learned:
-            return False
         try:
+            origin = clockfix.ntp_origin(self.clock)
+            todo = clockfix.plan(self._conn, boot, origin)
+            if todo is None or not todo.has_work:
+                return False
+            sql = f"SELECT seq FROM events WHERE {todo.where} AND seq IN ({{marks}})"
+            needy = [r[0] for cur in self._in_chunks(sql, seqs, todo.bounds) for r in cur]
+            if not needy and not todo.learned:
+                return False
             fix = self._write_correction(
                 boot,
                 origin,
                 lambda t: clockfix.apply_seqs(self._conn, boot, t, needy, self._sent_upto),
             )
-        except StoreWriteError as exc:
-            log.warning("%s", exc)
+        except Exception as exc:  # never stops the outbox: the events go flagged as they are
+            log.warning("could not correct a batch's stamps: %s", exc)
             return False
         return fix is not None and fix.corrected > 0
 
@@ -586,7 +602,7 @@ class Store:
             earlier = clockfix.earlier_boots_with_origin(self._conn, self._boot)
             for boot in earlier:
                 self._correct_boot(boot, None)
-        except (sqlite3.Error, StoreWriteError) as exc:  # a full disk: the next open retries
+        except Exception as exc:  # best effort (a full disk, say): the next open retries
             log.warning("could not finish correcting an earlier boot's stamps: %s", exc)
 
     def _record_boot(self) -> str | None:
@@ -708,11 +724,11 @@ class Store:
         )
 
     def queue_depth(self) -> int:
-        """Unsynced events (all priorities): cheap, it counts the outbox index only."""
+        """Unsynced events waiting to go (all priorities; held clock reports not counted):
+        cheap, it counts the outbox index only."""
         with self._lock:
-            return int(
-                self._conn.execute("SELECT count(*) FROM events WHERE synced = 0").fetchone()[0]
-            )
+            unsynced = self._conn.execute("SELECT count(*) FROM events WHERE synced = 0")
+            return int(unsynced.fetchone()[0]) - held_clock_reports(self._conn)
 
     def set_meta(self, values: Mapping[str, str | None]) -> None:
         """Set (or, with None, delete) meta keys in one durable transaction: the uploader's
@@ -837,9 +853,12 @@ def read_status(conn: sqlite3.Connection, path: Path, quota_bytes: int | None) -
         "SELECT priority, count(*) FROM events WHERE synced = 0 GROUP BY priority"
     ):
         depth[Priority(priority).name.lower()] = count
+    held = held_clock_reports(conn)
+    depth[Priority.SYSTEM.name.lower()] -= held
     oldest = conn.execute(
         "SELECT seq, kind, wall_time, clock_synced FROM events WHERE synced = 0"
-        " ORDER BY seq LIMIT 1"
+        + (f" AND NOT {_IS_CLOCK_REPORT}" if held else "")
+        + " ORDER BY seq LIMIT 1"
     ).fetchone()
     meta = dict(
         conn.execute(

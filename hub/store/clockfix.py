@@ -176,6 +176,15 @@ class Plan:
     has_work: bool
 
 
+def _known_source(name: str | None) -> OriginSource | None:
+    """A source this version knows; one written by a newer version (then downgraded) counts
+    as no origin, so the next one learnt replaces it, rather than stopping the store."""
+    try:
+        return None if name is None else OriginSource(name)
+    except ValueError:
+        return None
+
+
 def plan(conn: sqlite3.Connection, boot_id: str, new: Origin | None) -> Plan | None:
     """Read-only: with which origin boot `boot_id` would be corrected (`new` if better than
     the recorded one, else the recorded one) and whether any row needs it. None when the
@@ -187,7 +196,7 @@ def plan(conn: sqlite3.Connection, boot_id: str, new: Origin | None) -> Plan | N
     if row is None:
         return None
     n, first_seq, origin, source_name, recorrect_from = row
-    source = OriginSource(source_name) if source_name is not None else None
+    source = _known_source(source_name)
     learned = False
     if new is not None and _better(new, boot_id, source):
         learned = True
