@@ -670,6 +670,22 @@ def _refusal_finding(status: int, detail: str, url: str, details: dict[str, Any]
     )
 
 
+def _deferred_enrollment(data_dir: Path) -> dict[str, Any] | None:
+    """The enrollment `hearth setup` left for the service (sync.deferred), if any; never
+    the code itself, which doctor has no business showing."""
+    import json
+
+    from sync.deferred import deferred_path
+
+    try:
+        record = json.loads(deferred_path(data_dir).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    return {k: record.get(k) for k in ("council_url", "deferred_at")}
+
+
 async def check_council(ctx: Context) -> Finding:
     import httpx
 
@@ -684,6 +700,21 @@ async def check_council(ctx: Context) -> Finding:
     hub_id, url = cfg.hub.id, cfg.council.url
     details: dict[str, Any] = {"hub_id": hub_id, "url": url}
     if hub_id is None or url is None:
+        deferred = _deferred_enrollment(cfg.hub.data_dir)
+        if deferred is not None:
+            details["deferred_to"] = deferred.get("council_url")
+            since = deferred.get("deferred_at")
+            when = f" since {_ago(ctx.env.now() - since)}" if isinstance(since, float) else ""
+            return Finding(
+                name,
+                Level.AMBER,
+                f"enrollment deferred{when}: the service enrolls by itself with"
+                f" {deferred.get('council_url')} once it has a connection",
+                "give the hub a connection (Wi-Fi or a mobile hotspot) and start the service:"
+                " sudo hearth service install; or enroll now: hearth enroll --council URL"
+                " --code CODE",
+                details,
+            )
         return Finding(
             name,
             Level.AMBER,

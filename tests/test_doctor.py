@@ -407,6 +407,18 @@ def test_council_not_enrolled_is_amber(tmp_path: Path) -> None:
     )
 
 
+def test_a_deferred_enrollment_is_named_without_its_code(tmp_path: Path) -> None:
+    from sync.deferred import defer_enrollment
+
+    config = make_config(tmp_path)
+    config.hub.data_dir.mkdir(parents=True, exist_ok=True)
+    defer_enrollment(config.hub.data_dir, "https://hearth.example.gov.uk", "AAAA-BBBB-CCCC")
+    found = run(dr.check_council, config)
+    assert_finding(found, Level.AMBER, "enrollment deferred", fix="give the hub a connection")
+    assert "https://hearth.example.gov.uk" in found.summary
+    assert "AAAA" not in f"{found.summary} {found.fix} {found.details}"
+
+
 def test_council_reachable_and_signature_accepted(tmp_path: Path, council: CouncilServer) -> None:
     cfg = enrolled(tmp_path, council)
     found = run(dr.check_council, cfg)
