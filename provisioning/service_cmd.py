@@ -140,7 +140,7 @@ RestartSec={spec.restart_s}
 TimeoutStartSec=300
 TimeoutStopSec=60
 SyslogIdentifier=hearth
-# A backstop, not a budget: the hub holds about 65 MB for weeks (`make soak`). A slow leak
+# A backstop, not a budget: the hub holds 60-65 MB for weeks (`make soak`). A slow leak
 # found only after months would reach MemoryHigh (reclaimed and throttled, so it shows in
 # `systemctl status`) and then MemoryMax, where the kernel ends it and Restart= brings it
 # back within seconds with nothing lost (every event is in the buffer before it counts).
