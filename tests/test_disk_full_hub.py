@@ -24,7 +24,7 @@ from hub.config import CouncilSection, HubConfig, HubSection, SensorConfig
 from hub.events import Quantity, Reading, SystemKind
 from hub.runtime import Hub
 from hub.store import Store, StoreLimits
-from hub.store.diskfull import reserve_path
+from hub.store.diskfull import LOW_BYTES, reserve_path
 from tests.council_server import CouncilServer, running_council
 from tests.smallfs import ROOT, fill, small_filesystem
 
@@ -150,7 +150,9 @@ def test_the_hub_on_a_full_disk_keeps_running_and_the_council_sees_it(
             for e in council.store.iter_events(hub_id=hub_id, kind="system")
             if e.body["system"] == "storage_full"
         )
-        assert full["reserve_released_bytes"] == 4 * MIB and full["free_bytes"] < MIB
+        # The episode starts when the capped buffer is refused, below LOW_BYTES free: the
+        # filler may still be writing then, so the figure is anywhere under that line.
+        assert full["reserve_released_bytes"] == 4 * MIB and full["free_bytes"] < LOW_BYTES
         alerts = [e.body for e in council.store.iter_events(hub_id=hub_id, kind="alert")]
         assert alerts[0]["check"] == "pull_cord"
     conn = sqlite3.connect(config.store_path)
