@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +55,8 @@ class CouncilState:
 
 def save_council_state(config: HubConfig) -> Path:
     """Keep the council-given parts of `config` (already validated) in its data directory."""
-    state = CouncilState.of(config)
+    record = asdict(CouncilState.of(config))
     path = council_state_path(config.hub.data_dir)
-    record = {
-        "hub_id": state.hub_id,
-        "council_url": state.council_url,
-        "config_version": state.config_version,
-        "sections": state.sections,
-    }
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n", mode=0o640)
     return path
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_directory"]
 
 
 def atomic_write_text(
@@ -56,10 +56,10 @@ def atomic_write_bytes(
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make the rename itself durable: without this, a power cut can undo it on ext4."""
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
     dir_fd = os.open(directory, flags)

@@ -31,6 +31,8 @@ from typing import Any, NoReturn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hub.fsutil import fsync_directory
+
 __all__ = ["KEY_FILENAME", "HubIdentity", "KeyFileError"]
 
 KEY_FILENAME = "hub_key.pem"
@@ -202,7 +204,7 @@ def _write_private_file(path: Path, data: bytes, *, overwrite: bool) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
 def _remove_stale_temp_files(directory: Path) -> None:
@@ -210,12 +212,3 @@ def _remove_stale_temp_files(directory: Path) -> None:
     for stale in directory.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
         with contextlib.suppress(OSError):
             stale.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the link or rename durable: without this a power cut can undo it on ext4."""
-    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -20,6 +20,7 @@ from hub import __version__
 from provisioning.config_cmd import config_app
 from provisioning.council_cmd import council_app
 from provisioning.doctor_cmd import doctor
+from provisioning.options import DEFAULT_CONFIG, ConfigOption
 from provisioning.sensors_cmd import sensors_app
 from provisioning.service_cmd import service_app
 from provisioning.setup_cmd import setup
@@ -27,8 +28,6 @@ from provisioning.sync_cmd import enroll, sync_app
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
-
-DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
 
 app = typer.Typer(
     name="hearth",
@@ -45,11 +44,6 @@ app.add_typer(service_app, name="service")
 app.command()(setup)
 app.command()(enroll)
 app.command()(doctor)
-
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", envvar="HEARTH_CONFIG", help="The hub's config file."),
-]
 
 
 def fail(message: str) -> typer.Exit:
@@ -191,16 +185,15 @@ def replay(
 
 
 def _ago(ts: float | None) -> str:
+    from provisioning.doctor import ago
+
     if ts is None:
         return "never"
     when = datetime.fromtimestamp(ts, UTC).astimezone()
     seconds = time.time() - ts
     if seconds < 0:
         return f"{when:%Y-%m-%d %H:%M:%S} (in the future: the clock was wrong or has jumped)"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{when:%Y-%m-%d %H:%M:%S} ({seconds / size:.0f} {unit} ago)"
-    return f"{when:%Y-%m-%d %H:%M:%S} ({seconds:.0f} s ago)"
+    return f"{when:%Y-%m-%d %H:%M:%S} ({ago(seconds)})"
 
 
 def _mb(n: int | None) -> str:

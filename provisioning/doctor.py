@@ -484,7 +484,8 @@ def check_disk(ctx: Context) -> Finding:
     return Finding("disk", Level.GREEN, said, None, details)
 
 
-def _ago(seconds: float) -> str:
+def ago(seconds: float) -> str:
+    """An age in words ("3 h ago"), shared by doctor, `hearth status` and `sensors list`."""
     if seconds < 0:
         return "in the future (the clock was wrong or has jumped)"
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
@@ -493,7 +494,9 @@ def _ago(seconds: float) -> str:
     return f"{seconds:.0f} s ago"
 
 
-def _connect_readonly(path: Path) -> sqlite3.Connection:
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """The buffer opened read-only: never create, migrate or recover a buffer the running
+    service owns."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
@@ -518,7 +521,7 @@ def check_store(ctx: Context) -> Finding:
         " aside on start, keeps what it can read and starts a new one"
     )
     try:
-        conn = _connect_readonly(path)
+        conn = connect_readonly(path)
         try:
             problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
@@ -538,7 +541,7 @@ def check_store(ctx: Context) -> Finding:
         return Finding(
             "store",
             Level.RED,
-            f"the disk has been full since {_ago(ctx.env.now() - status.storage_full_since)}:"
+            f"the disk has been full since {ago(ctx.env.now() - status.storage_full_since)}:"
             " the hub prunes its buffer to keep writing (synced data first, then the oldest"
             " unsent readings; alerts are kept)",
             "free space on the SD card (see the disk line); the hub goes back to normal by"
@@ -550,7 +553,7 @@ def check_store(ctx: Context) -> Finding:
     if oldest is not None:
         age = ctx.env.now() - float(oldest["wall_time"])
         details["oldest_unsynced_age_s"] = age
-        summary += f", oldest {_ago(age)}"
+        summary += f", oldest {ago(age)}"
         if age > OLDEST_UNSYNCED_AMBER_S:
             return Finding(
                 "store",
@@ -572,22 +575,15 @@ _FIX_REENROLL = (
 CLOCK_OFFSET_AMBER_S = 60.0
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        yield cause
-        cause = cause.__cause__ or cause.__context__
-
-
 def _transport_finding(exc: Exception, url: str, details: dict[str, Any]) -> Finding:
     """Name the kind of connection failure: each needs a different fix."""
     import httpx
 
+    from sync.client import exception_chain
+
     host = urlsplit(url).hostname or url
     name = "council"
-    for cause in _chain(exc):
+    for cause in exception_chain(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             details["failure"] = "tls_certificate"
             return Finding(
@@ -704,7 +700,7 @@ async def check_council(ctx: Context) -> Finding:
         if deferred is not None:
             details["deferred_to"] = deferred.get("council_url")
             since = deferred.get("deferred_at")
-            when = f" since {_ago(ctx.env.now() - since)}" if isinstance(since, float) else ""
+            when = f" since {ago(ctx.env.now() - since)}" if isinstance(since, float) else ""
             return Finding(
                 name,
                 Level.AMBER,
@@ -1006,7 +1002,7 @@ def sensor_finding(
         findings.append(
             (
                 quiet_level if silent else Level.GREEN,
-                f"last heard {_ago(age)}",
+                f"last heard {ago(age)}",
                 why if silent else None,
             )
         )
@@ -1048,7 +1044,7 @@ def check_sensors(ctx: Context) -> list[Finding]:
     heard: dict[str, Heard] = {}
     if path.exists():
         try:
-            conn = _connect_readonly(path)
+            conn = connect_readonly(path)
             try:
                 heard = latest_by_sensor(conn, [s.id for s in read])
             finally:

@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from provisioning.options import DEFAULT_CONFIG, ConfigOption
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from provisioning.doctor import Report
-
-DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
-
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", envvar="HEARTH_CONFIG", help="The hub's config file."),
-]
 
 _STYLE = {"green": "bold green", "amber": "bold yellow", "red": "bold red"}
 

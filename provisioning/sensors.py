@@ -319,7 +319,7 @@ def list_sensors(config: HubConfig) -> tuple[list[SensorRow], str | None]:
 
 
 def _heard(config: HubConfig) -> tuple[dict[str, Heard], str | None]:
-    from provisioning.doctor import latest_by_sensor
+    from provisioning.doctor import connect_readonly, latest_by_sensor
 
     path = config.store_path
     if not config.sensors:
@@ -327,10 +327,8 @@ def _heard(config: HubConfig) -> tuple[dict[str, Heard], str | None]:
     if not path.exists():
         return {}, f"no buffer yet at {path}: the hub has not run, so no sensor has been heard"
     try:
-        # mode=ro: never create, migrate or recover a buffer the running service owns.
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        conn = connect_readonly(path)
         try:
-            conn.execute("PRAGMA busy_timeout = 5000")
             return latest_by_sensor(conn, [s.id for s in config.sensors]), None
         finally:
             conn.close()

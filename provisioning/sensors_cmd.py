@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from provisioning.exits import fail as _fail
+from provisioning.options import DEFAULT_CONFIG, ConfigOption
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -36,12 +37,6 @@ sensors_app = typer.Typer(
     help="Find, add, remove, list and test the hub's sensors.",
     no_args_is_help=True,
 )
-
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", envvar="HEARTH_CONFIG", help="The hub's config file."),
-]
-DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
 
 
 @sensors_app.callback()
@@ -178,13 +173,9 @@ def _refused(exc: SensorError) -> NoReturn:
 
 
 def _ago(ts: float | None, now: float) -> str:
-    if ts is None:
-        return "never"
-    age = max(0.0, now - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if age >= size:
-            return f"{age / size:.0f} {unit} ago"
-    return f"{age:.0f} s ago"
+    from provisioning.doctor import ago
+
+    return "never" if ts is None else ago(max(0.0, now - ts))
 
 
 @sensors_app.command("list")

@@ -28,6 +28,7 @@ import typer
 
 from provisioning.exits import fail as _fail
 from provisioning.exits import load_existing_config
+from provisioning.options import DEFAULT_CONFIG, ConfigOption
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
@@ -45,7 +46,6 @@ __all__ = [
 
 UNIT_NAME = "hearth.service"
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
-DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
 DEFAULT_USER = "hearth"
 WATCHDOG_S = 60  # the hub pings every 30 s while healthy (hub/service.py)
 RESTART_S = 10
@@ -451,10 +451,6 @@ def _systemctl(*args: str) -> None:
         )
 
 
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", envvar="HEARTH_CONFIG", help="The hub's config file."),
-]
 UnitDirOption = Annotated[Path, typer.Option("--unit-dir", help="Where systemd units live.")]
 
 

@@ -11,14 +11,11 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
+from provisioning.options import DEFAULT_CONFIG, ConfigOption
 
 
 def setup(
-    config: Annotated[
-        Path,
-        typer.Option("--config", "-c", envvar="HEARTH_CONFIG", help="The hub's config file."),
-    ] = DEFAULT_CONFIG,
+    config: ConfigOption = DEFAULT_CONFIG,
     council: Annotated[
         str | None, typer.Option("--council", help="The council's address (enrollment).")
     ] = None,

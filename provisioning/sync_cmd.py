@@ -16,6 +16,7 @@ import typer
 
 from provisioning.exits import fail as _fail
 from provisioning.exits import load_existing_config
+from provisioning.options import DEFAULT_CONFIG, ConfigOption
 from sync.enroll import enrolled_config
 
 if TYPE_CHECKING:
@@ -26,13 +27,6 @@ if TYPE_CHECKING:
     from hub.store import Store
     from sync.client import UploadClock
     from sync.uploader import DrainReport, UploaderStatus
-
-DEFAULT_CONFIG = Path("/etc/hearth/hub.toml")
-
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", envvar="HEARTH_CONFIG", help="The hub's config file."),
-]
 
 sync_app = typer.Typer(help="Upload to the council.", no_args_is_help=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -67,16 +68,22 @@ def make_http_client(
     )
 
 
-def untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate failure behind a connection error, if that is what it was: httpx
-    wraps the ssl error, sometimes twice. One walk for the uploader, enroll and doctor."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it was raised from, outermost first: httpx wraps the ssl or socket
+    error, sometimes twice. One walk for the uploader, enroll and doctor."""
     cause: BaseException | None = exc
     seen: set[int] = set()
     while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
+def untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind a connection error, if that is what it was."""
+    for cause in exception_chain(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
     return None
 
 

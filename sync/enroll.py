@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from hub.fsutil import atomic_write_text
+from hub.fsutil import atomic_write_text, fsync_directory
 from hub.identity import KEY_FILENAME, HubIdentity, KeyFileError
 from sync.client import response_detail, tls_context, untrusted_certificate
 from sync.health import software_version
@@ -277,11 +277,7 @@ def _replace_key(staged: Path, target: Path) -> None:
     """Put a staged key in place of the old one (rename: atomic; the old key is gone only
     once the new one is there), then make it durable."""
     os.replace(staged, target)
-    fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(target.parent)
     with contextlib.suppress(OSError):
         staged.parent.rmdir()
 

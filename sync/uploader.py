@@ -76,11 +76,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Meta keys the uploader keeps in the store, for `hearth status` in another process.
-META_LAST_ERROR = META_LAST_SYNC_ERROR
-META_LAST_ERROR_AT = META_LAST_SYNC_ERROR_AT
-# What the council last said it understands (sync.protocol.HEADER_COUNCIL_FEATURES), kept so
-# a restarted hub does not send an older council what it refuses before its first answer.
 # After a failure, an alert committed during the backoff is tried again within this many
 # seconds (jittered) instead of waiting out up to retry_max_s.
 ALERT_RETRY_S = 10.0
@@ -205,7 +200,6 @@ class _Tally:
     new: int = 0
     renumbered: int = 0
     rejected: int = 0  # set aside this round (counted from the status at the end)
-    rejected_before: int = 0  # the status's count when the round began
     ack: UploadAck | None = None
 
 
@@ -262,6 +256,8 @@ class Uploader:
         self._clock = clock
         self._rng = rng or random.Random()
         self._council = CouncilClient(http, settings.url, hub_id, signer, clock)
+        # What the council last said it understands, kept in the store so a restarted hub
+        # does not send an older council what it refuses before its first answer.
         self._features_kept = store.get_meta(META_COUNCIL_FEATURES)
         self._council.features = parse_features(self._features_kept)
         self._health = health
@@ -374,7 +370,7 @@ class Uploader:
         """GET /v1/config (signed): the council-managed sections and their version. Raises
         CouncilError on a refusal and httpx.RequestError when the council is unreachable."""
         response = await self._council.send("GET", CONFIG_PATH)
-        await asyncio.to_thread(self._keep_features)
+        await self._keep_features()
         if response.status_code != 200:
             raise CouncilError(response.status_code, response_detail(response))
         try:
@@ -401,7 +397,8 @@ class Uploader:
                 self._council.requests - requests_before,
             )
 
-        tally = _Tally(rejected_before=self._status.events_rejected)
+        tally = _Tally()
+        rejected_before = self._status.events_rejected
         prepared: _Prepared | None = None
         try:
             prepared = await self._prepare_paced()
@@ -410,7 +407,7 @@ class Uploader:
             await self._deliver(prepared, tally)
         except (_Transient, _Refused) as failure:
             return await self._failed(failure, *spent(), prepared=prepared)
-        tally.rejected = self._status.events_rejected - tally.rejected_before
+        tally.rejected = self._status.events_rejected - rejected_before
         body_bytes, requests = spent()
         return await self._succeeded(tally, body_bytes, requests)
 
@@ -422,7 +419,7 @@ class Uploader:
             )
         except httpx.RequestError as exc:
             raise _Transient(describe_transport_error(exc)) from exc
-        await asyncio.to_thread(self._keep_features)
+        await self._keep_features()
         return self._check_answer(response)
 
     async def _deliver(self, prepared: _Prepared, tally: _Tally) -> None:
@@ -480,7 +477,7 @@ class Uploader:
                 " rather than setting so many aside)"
             )
         for stored, reason in suspects:
-            await asyncio.to_thread(self._reject, [stored], reason)
+            await asyncio.to_thread(self._reject_seqs, [stored.seq], reason)
 
     async def _probe(self, suspects: list[int], refusal: _ContentRefused, tally: _Tally) -> None:
         """Nothing else in the batch was accepted (a lone event at the head of the outbox):
@@ -535,8 +532,7 @@ class Uploader:
             await self._record(prepared, ack, tally)
 
     async def _record(self, prepared: _Prepared, ack: UploadAck, tally: _Tally) -> None:
-        held, new, renumbered = await asyncio.to_thread(self._apply_ack, prepared, ack)
-        await asyncio.to_thread(self._correct_clock)
+        held, new, renumbered = await asyncio.to_thread(self._settle, prepared, ack)
         tally.events += len(prepared.events)
         tally.held += held
         tally.new += new
@@ -662,9 +658,6 @@ class Uploader:
                 health = {**health, "queue_depth": health["queue_depth"] + len(events) - len(kept)}
             events = kept
 
-    def _reject(self, events: list[StoredEvent], reason: str) -> None:
-        self._reject_seqs([e.seq for e in events], reason)
-
     def _reject_seqs(self, seqs: list[int], reason: str) -> None:
         try:
             self.store.reject(seqs, reason)
@@ -679,6 +672,13 @@ class Uploader:
             reason,
         )
         self.wake()  # the report is a new event to send
+
+    def _settle(self, prepared: _Prepared, ack: UploadAck) -> tuple[int, int, int]:
+        """Apply the acknowledgement, then correct the clock with the answer's time: one
+        trip to the worker thread for both."""
+        counts = self._apply_ack(prepared, ack)
+        self._correct_clock()
+        return counts
 
     def _apply_ack(self, prepared: _Prepared, ack: UploadAck) -> tuple[int, int, int]:
         sent = sorted(e.seq for e in prepared.events)
@@ -723,14 +723,17 @@ class Uploader:
     def _next_batch(self, limit: int) -> list[StoredEvent]:
         return self.store.next_batch(limit, hold_clock_reports=not self._clock_feature)
 
-    def _keep_features(self) -> None:
-        """Persist what the council announced, when it changed (rarely: an upgrade)."""
+    async def _keep_features(self) -> None:
+        """Persist what the council announced, when it changed (rarely: an upgrade). The
+        comparison runs here: only a change costs a trip to the worker thread."""
         features = self._council.features
         if features is None:
             return
         text = ",".join(sorted(features))
-        if text == self._features_kept:
-            return
+        if text != self._features_kept:
+            await asyncio.to_thread(self._store_features, text, features)
+
+    def _store_features(self, text: str, features: frozenset[str]) -> None:
         try:
             self.store.set_meta({META_COUNCIL_FEATURES: text})
         except StoreWriteError as exc:  # kept in memory; the next answer tries again
@@ -759,7 +762,11 @@ class Uploader:
         failures, so a week offline does not write the SD card every retry."""
         if error == self._persisted_error:
             return
-        values: dict[str, str | None] = {META_LAST_ERROR: error, META_LAST_ERROR_AT: str(at)}
+        # Kept in the store for `hearth status` in another process.
+        values: dict[str, str | None] = {
+            META_LAST_SYNC_ERROR: error,
+            META_LAST_SYNC_ERROR_AT: str(at),
+        }
         try:
             self.store.set_meta(values)
             self._persisted_error = error

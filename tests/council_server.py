@@ -211,14 +211,26 @@ def postgres_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.ci_required)])
+# `params=` of a fixture that runs its tests once per engine (PostgreSQL required under CI).
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.ci_required)]
+
+
+@contextmanager
+def engine_database(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    """A fresh, empty council database on the engine `request.param` names (see ENGINES): a
+    SQLite file in `directory`, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{directory / 'council.db'}"
+        return
+    with postgres_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+@pytest.fixture(params=ENGINES)
 def council_db_on_each_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty council database, once as a SQLite file and once as a new database on
     the test PostgreSQL server: a test using it runs on both engines."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'council.db'}"
-        return
-    with postgres_database(request.getfixturevalue("postgres_url")) as url:
+    with engine_database(request, tmp_path) as url:
         yield url
 
 

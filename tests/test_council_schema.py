@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,7 +27,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -63,7 +61,7 @@ from sync.protocol import (
     from_ranges,
 )
 from sync.signing import sign_request
-from tests.council_server import CouncilServer, running_council
+from tests.council_server import ENGINES, CouncilServer, engine_database, running_council
 
 SCHEMA_EXAMPLES = 25  # per operation, on top of schemathesis' explicit and coverage cases
 UPLOAD_EXAMPLES = 120
@@ -79,35 +77,17 @@ class Actors:
     other_hub_id: str  # another enrolled hub, whose data ours must not write
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.ci_required)],
-)
+@pytest.fixture(scope="module", params=ENGINES)
 def council(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CouncilServer]:
     """The council on each engine: PostgreSQL refuses what SQLite lets by (over-long text,
     NUL, non-finite JSON numbers), so a missing check is a 5xx only there."""
-    if request.param == "sqlite":
-        db = tmp_path_factory.mktemp("council") / "council.db"
-        with running_council(f"sqlite:///{db}") as server:
-            yield server
-        return
-    base = sa.make_url(request.getfixturevalue("postgres_url"))
-    name = f"schema_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            url = base.set(database=name).render_as_string(hide_password=False)
-            with running_council(url) as server:
-                yield server
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with (
+        engine_database(request, tmp_path_factory.mktemp("council")) as url,
+        running_council(url) as server,
+    ):
+        yield server
 
 
 @pytest.fixture(scope="module")

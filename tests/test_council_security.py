@@ -36,31 +36,29 @@ from sync.protocol import (
     UPLOAD_PATH,
 )
 from sync.signing import HEADER_HUB, HEADER_SIGNATURE
-from tests.council_server import CouncilServer, SignedHub, postgres_database, running_council
+from tests.council_server import (
+    ENGINES,
+    CouncilServer,
+    SignedHub,
+    engine_database,
+    running_council,
+)
 from tests.factories import alert, reading
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.ci_required)]
-)
+@pytest.fixture(scope="module", params=ENGINES)
 def council(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CouncilServer]:
     """One council per engine for the module; tests compare before/after, not absolutes."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('council') / 'council.db'}"
-        with running_council(url) as server:
-            yield server
-            # The 500 path was never taken: every refusal in this module was a client fault.
-            assert server.app.state.unexpected_errors == 0
-        return
     with (
-        postgres_database(request.getfixturevalue("postgres_url")) as url,
+        engine_database(request, tmp_path_factory.mktemp("council")) as url,
         running_council(url) as server,
     ):
         yield server
+        # The 500 path was never taken: every refusal in this module was a client fault.
         assert server.app.state.unexpected_errors == 0
 
 
@@ -351,52 +349,34 @@ def enroll_body(code: str, key: HubIdentity | str) -> dict[str, Any]:
     return {"code": code, "public_key": public}
 
 
+def post_enroll(council: CouncilServer, code: str, key: HubIdentity | str) -> httpx.Response:
+    return httpx.post(council.url + ENROLL_PATH, json=enroll_body(code, key))
+
+
 def test_reused_code_is_403(council: CouncilServer, tmp_path: Path) -> None:
     code = council.store.create_code(3600.0).code
-    first = httpx.post(
-        council.url + ENROLL_PATH, json=enroll_body(code, HubIdentity.generate(tmp_path / "1"))
-    )
+    first = post_enroll(council, code, HubIdentity.generate(tmp_path / "1"))
     assert first.status_code == 201, first.text
     other = HubIdentity.generate(tmp_path / "2")
-    refused(
-        council,
-        403,
-        lambda: httpx.post(council.url + ENROLL_PATH, json=enroll_body(code, other)),
-        "used",
-    )
+    refused(council, 403, lambda: post_enroll(council, code, other), "used")
 
 
 def test_expired_code_is_403(council: CouncilServer, tmp_path: Path) -> None:
     code = council.store.create_code(60.0, now=time.time() - 120.0).code
     identity = HubIdentity.generate(tmp_path)
-    refused(
-        council,
-        403,
-        lambda: httpx.post(council.url + ENROLL_PATH, json=enroll_body(code, identity)),
-        "expired",
-    )
+    refused(council, 403, lambda: post_enroll(council, code, identity), "expired")
 
 
 def test_revoked_code_is_403(council: CouncilServer, tmp_path: Path) -> None:
     new = council.store.create_code(3600.0)
     council.store.revoke_code(new.id)
     identity = HubIdentity.generate(tmp_path)
-    refused(
-        council,
-        403,
-        lambda: httpx.post(council.url + ENROLL_PATH, json=enroll_body(new.code, identity)),
-        "revoked",
-    )
+    refused(council, 403, lambda: post_enroll(council, new.code, identity), "revoked")
 
 
 def test_unknown_code_is_403(council: CouncilServer, tmp_path: Path) -> None:
     identity = HubIdentity.generate(tmp_path)
-    refused(
-        council,
-        403,
-        lambda: httpx.post(council.url + ENROLL_PATH, json=enroll_body("AAAA-BBBB-CCCC", identity)),
-        "unknown",
-    )
+    refused(council, 403, lambda: post_enroll(council, "AAAA-BBBB-CCCC", identity), "unknown")
 
 
 @pytest.mark.parametrize(
@@ -409,21 +389,12 @@ def test_unknown_code_is_403(council: CouncilServer, tmp_path: Path) -> None:
 )
 def test_malformed_public_key_is_422(council: CouncilServer, public_key: str) -> None:
     code = council.store.create_code(3600.0).code
-    refused(
-        council,
-        422,
-        lambda: httpx.post(council.url + ENROLL_PATH, json=enroll_body(code, public_key)),
-        "public_key",
-    )
+    refused(council, 422, lambda: post_enroll(council, code, public_key), "public_key")
 
 
 def test_key_already_enrolled_is_409(council: CouncilServer, hub_a: SignedHub) -> None:
     code = council.store.create_code(3600.0).code
-    refused(
-        council,
-        409,
-        lambda: httpx.post(council.url + ENROLL_PATH, json=enroll_body(code, hub_a.identity)),
-    )
+    refused(council, 409, lambda: post_enroll(council, code, hub_a.identity))
 
 
 @pytest.mark.parametrize(

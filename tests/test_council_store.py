@@ -23,20 +23,15 @@ from hub.events import (
     SystemKind,
 )
 from sync.council.store import CouncilStore, StoreError, metadata
-from tests.council_server import postgres_database
 
 REVISIONS = ("0001", "0002", "0003", "0004")  # every revision, oldest first
 HEAD = REVISIONS[-1]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.ci_required)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+@pytest.fixture
+def db_url(council_db_on_each_engine: str) -> str:
     """A fresh, empty database per test: a SQLite file, or a new database on the server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'council.db'}"
-        return
-    with postgres_database(request.getfixturevalue("postgres_url")) as url:
-        yield url
+    return council_db_on_each_engine
 
 
 @pytest.fixture

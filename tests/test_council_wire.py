@@ -34,9 +34,9 @@ from tests.council_server import CouncilServer, SignedHub
 from tests.factories import reading
 from tests.test_council_security import (  # noqa: F401  (council, hub_a: fixtures)
     council,
-    enroll_body,
     held,
     hub_a,
+    post_enroll,
     refused,
 )
 
@@ -274,18 +274,13 @@ def test_enrolling_again_with_the_same_code_and_key_answers_the_same_hub(
 ) -> None:
     code = council.store.create_code(3600.0).code
     identity = HubIdentity.generate(tmp_path / "hub")
-    first = httpx.post(council.url + ENROLL_PATH, json=enroll_body(code, identity))
+    first = post_enroll(council, code, identity)
     assert first.status_code == 201, first.text
     hub_id = first.json()["hub_id"]
     admin = council.client(council.admin_token)
     assert admin.put(f"/v1/hubs/{hub_id}/config", json={"config": {"c": {"x": 1}}}).is_success
-    again = httpx.post(council.url + ENROLL_PATH, json=enroll_body(code, identity))
+    again = post_enroll(council, code, identity)
     assert again.status_code == 201, again.text
     assert again.json() == {"hub_id": hub_id, "config_version": 2, "config": {"c": {"x": 1}}}
     other = HubIdentity.generate(tmp_path / "other")
-    refused(
-        council,
-        403,
-        lambda: httpx.post(council.url + ENROLL_PATH, json=enroll_body(code, other)),
-        "used",
-    )
+    refused(council, 403, lambda: post_enroll(council, code, other), "used")

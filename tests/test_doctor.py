@@ -809,7 +809,7 @@ def test_latest_by_sensor_looks_past_the_newest_rows_only_when_it_must(tmp_path:
         ],
     )
     wanted = ["a", "b", "c", "never"]
-    conn = dr._connect_readonly(cfg.store_path)
+    conn = dr.connect_readonly(cfg.store_path)
     try:
         windowed = dr.latest_by_sensor(conn, wanted, recent_rows=3)
         whole = dr.latest_by_sensor(conn, wanted, recent_rows=10**9)

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.faultproxy import FAULTS, Fault, FaultProxy
+from tests.faultproxy import FAULTS, Fault, FaultProxy, ProxyStats
 
 
 class Upstream(ThreadingHTTPServer):
@@ -186,30 +186,28 @@ def test_reset_in_body_cuts_after_the_head(upstream: Upstream) -> None:
     assert upstream.received == []
 
 
-def test_stall_holds_the_request_until_the_client_gives_up(upstream: Upstream) -> None:
+def stalled_until_the_client_gives_up(upstream: Upstream, fault: Fault) -> ProxyStats:
+    """One upload through `fault`, given up by the client; the proxy's stats once it has
+    seen the client go."""
     with (
-        proxy_for(upstream, Fault.STALL, weights={Fault.NONE: 1}) as proxy,
+        proxy_for(upstream, fault, weights={Fault.NONE: 1}) as proxy,
         httpx.Client(base_url=proxy.url, timeout=0.3) as client,
     ):
         with pytest.raises(httpx.ReadTimeout):
             client.post("/v1/upload", content=BODY)
         client.close()
         wait_for(lambda: proxy.stats().stalls_ended_by_client == 1)
-        stats = proxy.stats()
+        return proxy.stats()
+
+
+def test_stall_holds_the_request_until_the_client_gives_up(upstream: Upstream) -> None:
+    stats = stalled_until_the_client_gives_up(upstream, Fault.STALL)
     assert upstream.received == []
     assert stats.faults == {Fault.STALL: 1}
 
 
 def test_stall_response_commits_upstream_then_holds_the_answer(upstream: Upstream) -> None:
-    with (
-        proxy_for(upstream, Fault.STALL_RESPONSE, weights={Fault.NONE: 1}) as proxy,
-        httpx.Client(base_url=proxy.url, timeout=0.3) as client,
-    ):
-        with pytest.raises(httpx.ReadTimeout):
-            client.post("/v1/upload", content=BODY)
-        client.close()
-        wait_for(lambda: proxy.stats().stalls_ended_by_client == 1)
-        stats = proxy.stats()
+    stats = stalled_until_the_client_gives_up(upstream, Fault.STALL_RESPONSE)
     assert upstream.received == [BODY]
     assert stats.faults == {Fault.STALL_RESPONSE: 1}
     assert stats.upstream_status == {200: 1}

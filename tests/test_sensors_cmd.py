@@ -31,6 +31,7 @@ from provisioning.sensors import live_test_gpio
 from tests import fakebluez
 from tests.ble_vectors import BY_KEY, Vector
 from tests.fakebluez import FakeBlueZ
+from tests.test_sensors_scan import send
 
 fake_bluez = fakebluez.fake_bluez  # the fixture
 WAIT_S = 10.0
@@ -335,17 +336,6 @@ def test_a_room_keeps_its_checks_while_another_sensor_is_in_it(config: Path) -> 
 
 
 # -- bindkey verification (fake BlueZ) -----------------------------------------------------
-
-
-def send(fake: FakeBlueZ, v: Vector, rssi: int = -60) -> None:
-    fake.advertise(
-        v.address,
-        name=v.name,
-        rssi=rssi,
-        manufacturer_data=v.manufacturer_data,
-        service_data=v.service_data,
-        service_uuids=v.service_uuids,
-    )
 
 
 @contextmanager

@@ -24,6 +24,7 @@ import pytest
 from hub.events import Alert, Reading, StoredEvent
 from hub.identity import HubIdentity
 from hub.store import Store
+from hub.store.buffer import META_LAST_SYNC_ERROR
 from sync.backoff import Backoff, TokenBucket, honoured_delay, retry_after_s
 from sync.codec import CONTENT_TYPE, Batch, decode_batch
 from sync.health import HealthReporter
@@ -39,7 +40,6 @@ from sync.signing import HEADER_TIMESTAMP, SignatureError, verify_request
 from sync.uploader import (
     ALERT_RETRY_S,
     MAX_REJECTS_PER_ROUND,
-    META_LAST_ERROR,
     Outcome,
     Uploader,
     UploadSettings,
@@ -238,6 +238,39 @@ def client(council: FakeCouncil) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=council.transport())
 
 
+def drain_until_caught_up(
+    store: Store, identity: HubIdentity, council: FakeCouncil, **kw: Any
+) -> None:
+    """`hearth sync now` against `council`, with these settings: it must catch up."""
+
+    async def scenario() -> None:
+        async with client(council) as http:
+            uploader = make_uploader(store, identity, council, http, **kw)
+            assert (await uploader.drain()).ok
+
+    asyncio.run(scenario())
+
+
+def alert_arrival(council: FakeCouncil) -> asyncio.Event:
+    """Set, on the running loop, once the council has received a batch with an alert."""
+    arrived = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def note_alert(batch: Batch) -> None:
+        if any(isinstance(e.event, Alert) for e in batch.events):
+            loop.call_soon(arrived.set)
+
+    council.on_batch = note_alert
+    return arrived
+
+
+async def cancelled(task: asyncio.Task[None]) -> None:
+    """Stop a `run()` task: it must end by cancellation, never by an error of its own."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def records(store: Store) -> dict[int, dict[str, Any]]:
     return {e.seq: e.to_record() for e in store.events(limit=1_000_000)}
 
@@ -394,12 +427,7 @@ def test_an_alert_committed_during_a_backlog_goes_in_the_very_next_request(
 
     council.on_batch = raise_alert_during_third
 
-    async def scenario() -> None:
-        async with client(council) as http:
-            uploader = make_uploader(store, identity, council, http, batch_max_events=200)
-            assert (await uploader.drain()).ok
-
-    asyncio.run(scenario())
+    drain_until_caught_up(store, identity, council, batch_max_events=200)
     kinds = [[type(e.event).__name__ for e in b.events] for b in council.batches]
     assert all("Alert" not in k for k in kinds[:3])
     assert kinds[3][0] == "Alert"  # request 4, ahead of the 2400 readings still waiting
@@ -443,14 +471,7 @@ def test_bandwidth_cap_paces_request_bytes(
     store.commit(readings(2000, sensors=7))
     council = FakeCouncil(identity, clock)
 
-    async def scenario() -> None:
-        async with client(council) as http:
-            uploader = make_uploader(
-                store, identity, council, http, batch_max_events=100, bandwidth_kib_s=0.1
-            )
-            assert (await uploader.drain()).ok
-
-    asyncio.run(scenario())
+    drain_until_caught_up(store, identity, council, batch_max_events=100, bandwidth_kib_s=0.1)
     sizes = [len(r.content) for r in council.requests]
     total, rate = sum(sizes), 102.4
     waited = sum(clock.sleeps)
@@ -549,12 +570,7 @@ def test_413_shrinks_the_batch_until_the_council_takes_it(
     store.commit(readings(1500, sensors=9))
     council = FakeCouncil(identity, clock, max_body=600)
 
-    async def scenario() -> None:
-        async with client(council) as http:
-            uploader = make_uploader(store, identity, council, http, batch_max_events=500)
-            assert (await uploader.drain()).ok
-
-    asyncio.run(scenario())
+    drain_until_caught_up(store, identity, council, batch_max_events=500)
     sizes = [len(r.content) for r in council.requests]
     refused = [s for s in sizes if s > 600]
     assert 1 <= len(refused) <= 3  # learned once or twice, then every request fits
@@ -574,12 +590,7 @@ def test_batches_are_cut_to_the_byte_bound_before_sending(
     store.commit(noisy)
     council = FakeCouncil(identity, clock)
 
-    async def scenario() -> None:
-        async with client(council) as http:
-            uploader = make_uploader(store, identity, council, http, batch_max_kib=4)
-            assert (await uploader.drain()).ok
-
-    asyncio.run(scenario())
+    drain_until_caught_up(store, identity, council, batch_max_kib=4)
     sizes = [len(r.content) for r in council.requests]
     assert len(sizes) > 3 and all(s <= 4096 for s in sizes)
     assert max(sizes) > 2048  # cut close to the bound, not far below it
@@ -677,7 +688,7 @@ def test_a_refused_batch_is_logged_once_not_every_retry(
         asyncio.run(scenario())
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "415" in errors[0] and "seqs 1..5" in errors[0]
-    assert "415" in (store.get_meta(META_LAST_ERROR) or "")
+    assert "415" in (store.get_meta(META_LAST_SYNC_ERROR) or "")
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
@@ -774,14 +785,7 @@ def test_run_waits_idle_until_woken_by_an_alert_from_another_thread(
     council = FakeCouncil(identity, clock)
 
     async def scenario() -> None:
-        arrived = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def note_alert(batch: Batch) -> None:
-            if any(isinstance(e.event, Alert) for e in batch.events):
-                loop.call_soon(arrived.set)
-
-        council.on_batch = note_alert
+        arrived = alert_arrival(council)
         async with client(council) as http:
             uploader = make_uploader(
                 store, identity, council, http, batch_max_events=50, sync_interval_s=1000.0
@@ -796,9 +800,7 @@ def test_run_waits_idle_until_woken_by_an_alert_from_another_thread(
 
             await asyncio.to_thread(from_the_committer_thread)
             await asyncio.wait_for(arrived.wait(), 10)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await cancelled(task)
 
     asyncio.run(scenario())
     assert len(council.held) == 121
@@ -817,9 +819,7 @@ def test_run_backs_off_after_failures_and_keeps_going(store: Store, identity: Hu
             )
             task = asyncio.create_task(uploader.run())
             await asyncio.wait_for(clock.parked.wait(), 10)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await cancelled(task)
 
     asyncio.run(scenario())
     backoffs = clock.sleeps[:6]
@@ -838,14 +838,7 @@ def test_an_alert_during_a_long_backoff_is_tried_within_seconds(
     council.script = [fail_with(httpx.ConnectError("down"))]
 
     async def scenario() -> None:
-        arrived = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def note_alert(batch: Batch) -> None:
-            if any(isinstance(e.event, Alert) for e in batch.events):
-                loop.call_soon(arrived.set)
-
-        council.on_batch = note_alert
+        arrived = alert_arrival(council)
         async with client(council) as http:
             uploader = make_uploader(
                 store, identity, council, http, retry_base_s=600.0, retry_max_s=600.0
@@ -857,9 +850,7 @@ def test_an_alert_during_a_long_backoff_is_tried_within_seconds(
             store.commit([alert(500.0, check="pull_cord")])
             uploader.wake()
             await asyncio.wait_for(arrived.wait(), 10)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await cancelled(task)
 
     asyncio.run(scenario())
     assert clock.sleeps and all(s < ALERT_RETRY_S for s in clock.sleeps)
@@ -910,9 +901,7 @@ def test_an_unexpected_error_in_a_round_does_not_stop_the_uploader(
             uploader = make_uploader(store, identity, council, http, sync_interval_s=1000.0)
             task = asyncio.create_task(uploader.run())
             await asyncio.wait_for(clock.parked.wait(), 10)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await cancelled(task)
             assert "a bug" in (uploader.status().last_error or "")
 
     asyncio.run(scenario())
@@ -1155,14 +1144,7 @@ def test_the_signed_target_is_the_path_sent_behind_an_odd_prefix(
     store.commit(readings(3))
     council = FakeCouncil(identity, clock)
 
-    async def scenario() -> None:
-        async with client(council) as http:
-            uploader = make_uploader(
-                store, identity, council, http, url="https://council.test/hearth council/é"
-            )
-            assert (await uploader.drain()).ok
-
-    asyncio.run(scenario())
+    drain_until_caught_up(store, identity, council, url="https://council.test/hearth council/é")
     assert council.requests[0].url.raw_path == b"/hearth%20council/%C3%A9/v1/upload"
     assert sorted(council.held) == [1, 2, 3]
 

@@ -30,6 +30,7 @@ from sync.council.app import create_app
 from sync.council.store import CouncilStore
 from sync.enroll import EnrollError, enroll
 from sync.uploader import Outcome, Uploader, UploadSettings
+from tests.council_server import _Server
 from tests.factories import reading
 from tests.test_uploader_council import InstantClock
 
@@ -112,18 +113,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
     paths.other_ca.write_bytes(_pem(_ca("Someone else's CA")[1]))
     return paths
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets)
-        finally:
-            self.ready.set()
 
 
 @dataclass

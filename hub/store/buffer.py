@@ -39,7 +39,7 @@ from hub.store.recovery import (
     move_aside,
     salvage_unsynced,
 )
-from hub.store.rows import CLOCK_SYNCED, INSERT, SELECT, event_from_row, row_for
+from hub.store.rows import CLOCK_SYNCED, INSERT, SELECT, event_from_row, in_chunks, row_for
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -394,13 +394,13 @@ class Store:
                 f"{SELECT} WHERE synced = 0{held} ORDER BY priority DESC, seq LIMIT ?", (limit,)
             ).fetchall()
             # In the same lock hold: nothing leaves uncorrected once the origin is known.
-            if self._correct_batch_quietly([r[0] for r in rows]):
+            seqs = [r[0] for r in rows]
+            if self._correct_batch_quietly(seqs):
                 sql = SELECT + " WHERE seq IN ({marks})"
-                seqs = [r[0] for r in rows]
                 again = {r[0]: r for cur in self._in_chunks(sql, seqs) for r in cur}
                 rows = [again.get(r[0], r) for r in rows]
-            if rows:
-                self._sent_upto = max(self._sent_upto, max(r[0] for r in rows))
+            if seqs:
+                self._sent_upto = max(self._sent_upto, *seqs)
         return [event_from_row(r) for r in rows]
 
     def mark_synced(self, seqs: Iterable[int]) -> int:
@@ -439,6 +439,19 @@ class Store:
                 return result
         raise AssertionError("unreachable")
 
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[None]:
+        """One write transaction (the caller holds the store's lock): committed when the
+        block ends, even by `return`; any failure rolls it back and raises StoreWriteError
+        ("could not `what`"), so nothing is half written."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            yield
+            self._conn.execute("COMMIT")
+        except Exception as exc:
+            self._rollback()
+            raise StoreWriteError(f"could not {what}: {exc}") from exc
+
     def reject(self, seqs: Iterable[int], reason: str) -> int | None:
         """Move these unsynced events out of the outbox for good (synced = 2, "rejected")
         and commit an upload_rejected system event saying which and why, in one transaction;
@@ -454,11 +467,9 @@ class Store:
             return None
         reason = reason[:500]
         with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
+            with self._transaction(f"set aside {len(wanted)} events"):
                 present = self._unsynced_among(wanted)
                 if not present:
-                    self._conn.execute("COMMIT")
                     return None
                 for _ in self._in_chunks(
                     "UPDATE events SET synced = 2 WHERE synced = 0 AND seq IN ({marks})", present
@@ -469,10 +480,6 @@ class Store:
                 details = {"seqs": present, "reason": reason}
                 report = SystemEvent(SystemKind.UPLOAD_REJECTED, details, self.clock.stamp())
                 self._conn.execute(INSERT, row_for(seq, report))
-                self._conn.execute("COMMIT")
-            except Exception as exc:
-                self._rollback()
-                raise StoreWriteError(f"could not set aside {len(wanted)} events: {exc}") from exc
             self._next_seq = seq + 1
         return seq
 
@@ -544,8 +551,7 @@ class Store:
     ) -> clockfix.Correction | None:
         """One write transaction (lock held by the caller): plan again as of the lock, do
         `work`, commit its CLOCK_CORRECTED reports with it."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._transaction("correct the clock's stamps"):
             todo = clockfix.plan(self._conn, boot, origin)  # as of the lock
             fix = None if todo is None or not todo.has_work else work(todo)
             reports = [] if fix is None else fix.reports(self.clock.stamp())
@@ -560,10 +566,6 @@ class Store:
                         for i, r in enumerate(reports)
                     ],
                 )
-            self._conn.execute("COMMIT")
-        except Exception as exc:
-            self._rollback()
-            raise StoreWriteError(f"could not correct the clock's stamps: {exc}") from exc
         if reports:
             self._next_seq = seq + len(reports)
         return fix
@@ -639,11 +641,9 @@ class Store:
         if not wanted:
             return {}
         with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
+            with self._transaction(f"renumber {len(wanted)} events"):
                 present = self._unsynced_among(wanted)
                 if not present:
-                    self._conn.execute("COMMIT")
                     return {}
                 base = max(self._next_seq - 1, floor, self._file_floor())
                 mapping = {old: base + 1 + i for i, old in enumerate(present)}
@@ -654,10 +654,6 @@ class Store:
                 self._conn.executemany("UPDATE alert_state SET seq = ? WHERE seq = ?", moves)
                 clockfix.detach_moved(self._conn, mapping)
                 self._raise_meta_floor(top)
-                self._conn.execute("COMMIT")
-            except Exception as exc:
-                self._rollback()
-                raise StoreWriteError(f"could not renumber {len(wanted)} events: {exc}") from exc
             self._next_seq = max(self._next_seq, top + 1)
         log.warning(
             "renumbered %d events the council holds with other content: %s",
@@ -675,22 +671,18 @@ class Store:
         with self._lock:
             if high_water < self._next_seq:
                 return False
-            try:
+            with self._transaction("raise the sequence floor"):
                 # Compared with the file, inside the write lock: another process on this
                 # buffer (`hearth sync now` beside `hearth run`) may have numbered above
                 # this process's counter since it last committed.
-                self._conn.execute("BEGIN IMMEDIATE")
                 file_floor = self._file_floor()
-                if high_water <= file_floor:
-                    self._conn.execute("COMMIT")
-                    self._next_seq = max(self._next_seq, file_floor + 1)
-                    return False
-                self._reservation.ensure(high_water)
-                self._raise_meta_floor(high_water)
-                self._conn.execute("COMMIT")
-            except Exception as exc:
-                self._rollback()
-                raise StoreWriteError(f"could not raise the sequence floor: {exc}") from exc
+                moves = high_water > file_floor
+                if moves:
+                    self._reservation.ensure(high_water)
+                    self._raise_meta_floor(high_water)
+            if not moves:
+                self._next_seq = max(self._next_seq, file_floor + 1)
+                return False
             self._next_seq = high_water + 1
         log.warning("the council holds sequence numbers up to %d: continuing above it", high_water)
         return True
@@ -702,12 +694,7 @@ class Store:
     def _in_chunks(
         self, sql: str, seqs: Sequence[int], bound: Sequence[Any] = ()
     ) -> Iterator[sqlite3.Cursor]:
-        """Run `sql`, whose `{marks}` takes the placeholders, over `seqs` 500 at a time: one
-        statement may only bind so many parameters. `bound`: parameters before the seqs."""
-        for i in range(0, len(seqs), 500):
-            chunk = seqs[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            yield self._conn.execute(sql.format(marks=marks), (*bound, *chunk))
+        return in_chunks(self._conn, sql, seqs, bound)
 
     def _file_floor(self) -> int:
         """The highest number the file itself says was used (rows or the persisted floor)."""

@@ -45,6 +45,7 @@ from hub.store.rows import (
     CLOCK_CORRECTED_DETACHED,
     CLOCK_UNSYNCED,
     CLOCK_UNSYNCED_DETACHED,
+    in_chunks,
 )
 
 log = logging.getLogger(__name__)
@@ -251,15 +252,9 @@ def apply_seqs(
 ) -> Correction:
     """Like `apply_chunk`, but only for these rows (an outbox batch about to be read)."""
     _learn(conn, todo)
+    sql = f"SELECT seq, synced FROM events WHERE {todo.where} AND seq IN ({{marks}}) ORDER BY seq"
     wanted = sorted(set(seqs))
-    picked: list[tuple[int, int]] = []
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
-        picked += conn.execute(
-            f"SELECT seq, synced FROM events WHERE {todo.where}"
-            f" AND seq IN ({','.join('?' * len(chunk))}) ORDER BY seq",
-            (*todo.bounds, *chunk),
-        ).fetchall()
+    picked = [(s, synced) for cur in in_chunks(conn, sql, wanted, todo.bounds) for s, synced in cur]
     return _correct(conn, boot_id, todo, picked, sent_upto)
 
 
@@ -309,18 +304,14 @@ def detach_moved(conn: sqlite3.Connection, moves: Mapping[int, int]) -> int:
         return bisect.bisect_right(firsts, seq) - 1
 
     away = [new for old, new in moves.items() if boot_index(old) != boot_index(new)]
-    detached = 0
-    for i in range(0, len(away), 500):
-        chunk = away[i : i + 500]
-        detached += conn.execute(
-            f"UPDATE events SET clock_synced = CASE clock_synced"
-            f" WHEN {CLOCK_UNSYNCED} THEN {CLOCK_UNSYNCED_DETACHED}"
-            f" ELSE {CLOCK_CORRECTED_DETACHED} END"
-            f" WHERE clock_synced IN ({CLOCK_UNSYNCED}, {CLOCK_CORRECTED})"
-            f" AND seq IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ).rowcount
-    return detached
+    sql = (
+        f"UPDATE events SET clock_synced = CASE clock_synced"
+        f" WHEN {CLOCK_UNSYNCED} THEN {CLOCK_UNSYNCED_DETACHED}"
+        f" ELSE {CLOCK_CORRECTED_DETACHED} END"
+        f" WHERE clock_synced IN ({CLOCK_UNSYNCED}, {CLOCK_CORRECTED})"
+        " AND seq IN ({marks})"
+    )
+    return sum(cur.rowcount for cur in in_chunks(conn, sql, away))
 
 
 def runs(seqs: Iterable[int]) -> list[list[int]]:

@@ -314,9 +314,10 @@ class StorageGuard:
             self._lift_cap(conn)
             return 0
         self._urgent_only = all(e.priority != Priority.ROUTINE for e in events)
+        estimate = estimate_bytes(events)
         released = (
             self.reserve.release(keep_last=not self._urgent_only)
-            if self._needs_room(conn, events)
+            if self._needs_room(conn, estimate)
             else 0
         )
         if not self.full:
@@ -335,7 +336,7 @@ class StorageGuard:
                 free,
             )
         self._cap(conn)
-        return estimate_bytes(events) + self.room_bytes
+        return estimate + self.room_bytes
 
     def release_for_pruning(self, exc: BaseException) -> bool:
         """The pruning itself was refused by the full disk (no room for its WAL frames):
@@ -348,13 +349,13 @@ class StorageGuard:
             self._full_details["reserve_released_bytes"] += released
         return released > 0
 
-    def _needs_room(self, conn: sqlite3.Connection, events: Sequence[Event]) -> bool:
+    def _needs_room(self, conn: sqlite3.Connection, estimate: int) -> bool:
         """Whether the reserve should give: at the first refusal always (the checkpoint that
         was due may need it), later only when pruning cannot cure it (nothing prunable
         left, or the file already had the room and what failed lives outside it)."""
         if not self.full:
             return True
-        return quota.free_bytes(conn) >= estimate_bytes(events) or not _prunable(conn)
+        return quota.free_bytes(conn) >= estimate or not _prunable(conn)
 
     def give_back(self, conn: sqlite3.Connection, exc: BaseException, needed: int) -> None:
         """When the file has `needed` bytes free inside, or the sidecar (not SQLite) was

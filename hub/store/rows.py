@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from hub.events import (
@@ -28,6 +29,20 @@ SELECT = (
     "SELECT seq, kind, synced, wall_time, clock_synced, monotonic, sensor_id, quantity, value,"
     " body FROM events"
 )
+# Sequence numbers bound per statement by `in_chunks`: SQLite binds only so many parameters.
+SEQ_CHUNK = 500
+
+
+def in_chunks(
+    conn: sqlite3.Connection, sql: str, seqs: Sequence[int], bound: Sequence[Any] = ()
+) -> Iterator[sqlite3.Cursor]:
+    """Run `sql`, whose `{marks}` takes the placeholders, over `seqs` SEQ_CHUNK at a time.
+    `bound`: parameters that come before the seqs in every statement."""
+    for i in range(0, len(seqs), SEQ_CHUNK):
+        chunk = seqs[i : i + SEQ_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        yield conn.execute(sql.format(marks=marks), (*bound, *chunk))
+
 
 # The `clock_synced` column holds more than the stamp's flag: whether an unsynchronised wall
 # time was corrected since (hub.store.clockfix), and whether the row may still be corrected

@@ -8,7 +8,6 @@ its signature and the OpenAPI schema shows the security scheme it takes.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from sync.council.api import Role
+from sync.council.db import now_or
 from sync.council.store import CouncilStore, Hub, TokenInfo
 from sync.signing import (
     HEADER_CONTENT_SHA256,
@@ -115,7 +115,7 @@ def verify_hub(
 
     Blocking (a database read and an Ed25519 verification): call it from the threadpool.
     """
-    when = time.time() if now is None else now
+    when = now_or(now)
     try:
         hub_id = hub_id_from_headers(headers)
     except SignatureError as exc:

@@ -27,11 +27,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.events import SystemKind
 from sync.council.errors import StoreError
 from sync.council.records import BODY, KIND, SEQ, WALL, Row, same_json
 from sync.council.tables import events
 
-CLOCK_CORRECTED = "clock_corrected"  # hub.events.SystemKind.CLOCK_CORRECTED
 MAX_RANGES = 10_000  # the hub sends at most 1000 runs per event
 _MAX_SEQ = 2**63 - 1
 # The parts of a record a correction changes: everything else must be equal.
@@ -56,7 +56,7 @@ def corrections_in(rows: Iterable[Row]) -> list[ClockCorrection]:
         if row[KIND] != "system":
             continue
         body = json.loads(row[BODY])
-        if body.get("system") != CLOCK_CORRECTED:
+        if body.get("system") != SystemKind.CLOCK_CORRECTED:
             continue
         found.append(_checked(row[SEQ], body.get("details")))
     return sorted(found, key=lambda c: c.seq)

@@ -430,11 +430,10 @@ class CouncilStore(AccessStore):
 
     # -- fleet -------------------------------------------------------------------------------
 
-    def fleet(self, now: float | None = None) -> list[FleetEntry]:
-        """Every hub's entry, by hub id, read from the hubs table alone. `now` is accepted
-        for symmetry and unused: silence is judged at each hub's last report, so a hub that
-        went quiet shows as such by its last_contact, not by all its sensors turning silent."""
-        del now
+    def fleet(self) -> list[FleetEntry]:
+        """Every hub's entry, by hub id, read from the hubs table alone. Silence is judged at
+        each hub's last report, not now, so a hub that went quiet shows as such by its
+        last_contact, not by all its sensors turning silent."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(*_FLEET_COLUMNS).order_by(hubs.c.hub_id)).all()
         return [fleet_entry(row._asdict()) for row in rows]

@@ -20,11 +20,6 @@ from fastapi.routing import APIRoute
 from sync.council.records import json_problem
 
 
-def unstorable_text(value: Any) -> str | None:
-    """Why `value` (parsed JSON) cannot be stored, or None (see records.json_problem)."""
-    return json_problem(value)
-
-
 class _StrictJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -38,7 +33,7 @@ class _StrictJSONRequest(Request):
                 raise json.JSONDecodeError("not UTF-8 text", text, 0) from None
             except RecursionError:
                 raise json.JSONDecodeError("nested too deeply to parse", text, 0) from None
-            problem = unstorable_text(parsed)
+            problem = json_problem(parsed)
             if problem is not None:
                 raise json.JSONDecodeError(problem, text, 0)
             self._json = parsed
@@ -46,7 +41,7 @@ class _StrictJSONRequest(Request):
 
 
 class StrictJSONRoute(APIRoute):
-    """An APIRoute whose JSON bodies go through `unstorable_text` (FastAPI's documented way
+    """An APIRoute whose JSON bodies go through `records.json_problem` (FastAPI's documented way
     to customise request parsing: a Request subclass via the route class)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -42,6 +42,7 @@ import httpx
 from hub.events import StoredEvent
 from hub.identity import HubIdentity
 from sync.codec import CONTENT_TYPE, encode_batch
+from sync.council.records import COLUMNS, Row, row_for
 from sync.council.store import CouncilStore
 from sync.protocol import HEALTH_PATH, UPLOAD_PATH
 from sync.signing import sign_request
@@ -59,6 +60,7 @@ _SERVER = r"""
 import socket, sys, threading
 import uvicorn
 from sync.council.app import create_app
+from sync.council.records import COLUMNS, Row, row_for
 from sync.council.store import CouncilStore
 
 url, fd, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -227,48 +229,8 @@ async def _measure(
 
 # -- raw bulk inserts of the same rows ---------------------------------------------------
 
-_COLUMNS = (
-    "hub_id",
-    "seq",
-    "kind",
-    "wall_time",
-    "clock_synced",
-    "monotonic",
-    "sensor_id",
-    "quantity",
-    "value",
-    "received_at",
-    "body",
-)
 
-
-def raw_rows(
-    hub_id: str, events: Sequence[StoredEvent], received_at: float
-) -> list[tuple[Any, ...]]:
-    """The rows the council stores for these events: its columns, with the record as JSON."""
-    rows = []
-    for e in events:
-        r = e.to_record()
-        reading = r["kind"] == "reading"
-        rows.append(
-            (
-                hub_id,
-                r["seq"],
-                r["kind"],
-                r["wall_time"],
-                r["clock_synced"],
-                r["monotonic"],
-                r.get("sensor_id"),
-                r.get("quantity") if reading else None,
-                r.get("value") if reading else None,
-                received_at,
-                json.dumps(r),
-            )
-        )
-    return rows
-
-
-def raw_sqlite(path: Path, rows: list[tuple[Any, ...]], per_transaction: int) -> float:
+def raw_sqlite(path: Path, rows: list[Row], per_transaction: int) -> float:
     """Seconds to insert `rows` with plain sqlite3, `per_transaction` rows per commit, on the
     council's own pragmas (WAL, synchronous=FULL)."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -276,9 +238,7 @@ def raw_sqlite(path: Path, rows: list[tuple[Any, ...]], per_transaction: int) ->
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        sql = (
-            f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-        )
+        sql = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
         start = time.perf_counter()
         for i in range(0, len(rows), per_transaction):
             conn.execute("BEGIN")
@@ -289,7 +249,7 @@ def raw_sqlite(path: Path, rows: list[tuple[Any, ...]], per_transaction: int) ->
         conn.close()
 
 
-def raw_postgres(url: str, rows: list[tuple[Any, ...]], per_transaction: int) -> float:
+def raw_postgres(url: str, rows: list[Row], per_transaction: int) -> float:
     """Seconds to COPY `rows` into the events table, `per_transaction` rows per commit."""
     import psycopg
     import sqlalchemy as sa
@@ -300,7 +260,7 @@ def raw_postgres(url: str, rows: list[tuple[Any, ...]], per_transaction: int) ->
         for i in range(0, len(rows), per_transaction):
             with (
                 conn.cursor() as cur,
-                cur.copy(f"COPY events ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+                cur.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy,
             ):
                 for row in rows[i : i + per_transaction]:
                     copy.write_row(row)
@@ -326,7 +286,7 @@ def _run(db_url: str, engine: str, work: Path, profile: Path | None) -> dict[str
     # under other hub ids, once in one transaction and once 500 rows per transaction.
     now = time.time()
     rows = [
-        [row for hub in group for row in raw_rows(hub.hub_id, hub.events, now)]
+        [row_for(hub.hub_id, e.to_record(), now) for hub in group for e in hub.events]
         for group in (raw_hubs[:HUBS], raw_hubs[HUBS:])
     ]
     if engine == "sqlite":
